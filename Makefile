@@ -1,0 +1,49 @@
+# The developer entry points. `make run` and `make test` start from a fresh clone.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# uv from PATH, else a private copy in .tools/ installed on first use.
+UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
+export UV_PYTHON_DOWNLOADS ?= never
+RUN := $(UV) run --frozen --no-sync
+
+.PHONY: help install run test lint typecheck pytest bench soak clean-data
+
+help:
+	@echo "make run    install, migrate and serve the API on http://127.0.0.1:8000 (embedded database)"
+	@echo "make test   install and run the whole suite (ruff, mypy, import contracts, pytest)"
+	@echo "make bench  benchmarks (bench/), make soak  long mixed-load run"
+
+$(CURDIR)/.tools/bin/uv:
+	@scripts/bootstrap-uv
+
+install: $(UV)
+	@$(UV) sync --frozen --quiet
+
+# A development .env with a random JWT secret, written once and never committed.
+.env:
+	@umask 077; printf 'ENVIRONMENT=development\nJWT_SECRET=%s\n' \
+	  "$$(python3 -c 'import secrets; print(secrets.token_urlsafe(48))')" > .env
+	@echo "wrote .env with a random JWT_SECRET (git-ignored)"
+
+run: install .env
+	@grep -q '^JWT_SECRET=.' .env || { umask 077; echo "JWT_SECRET=$$(python3 -c 'import secrets; print(secrets.token_urlsafe(48))')" >> .env; }
+	@$(RUN) userapi migrate
+	@$(RUN) userapi serve
+
+lint: install
+	$(RUN) ruff check src tests bench
+	$(RUN) ruff format --check src tests bench
+
+typecheck: install
+	$(RUN) mypy src
+	$(RUN) lint-imports
+
+pytest: install
+	$(RUN) pytest
+
+test: lint typecheck pytest
+
+clean-data:
+	-$(RUN) userapi db stop
+	rm -rf .data

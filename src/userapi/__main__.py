@@ -1,0 +1,5 @@
+"""`python -m userapi` runs the CLI."""
+
+from userapi.cli import main
+
+main()

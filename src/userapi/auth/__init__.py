@@ -1,0 +1,1 @@
+"""The auth domain: credentials, tokens, sessions, throttling and the audit trail."""

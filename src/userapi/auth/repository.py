@@ -1,0 +1,185 @@
+"""SQL for refresh tokens, the audit trail and the per-request user check: the auth domain's statements."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, exists, func, literal, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from userapi.auth.models import AuthEvent, RefreshToken
+from userapi.users.models import User
+
+
+@dataclass(frozen=True)
+class SessionRow:
+    family_id: uuid.UUID
+    created_at: datetime
+    last_used_at: datetime
+    expires_at: datetime
+    user_agent: str | None
+    ip: str | None
+
+
+class AuthRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def user_for_request(
+        self, user_id: uuid.UUID, session_id: uuid.UUID | None
+    ) -> tuple[User, bool] | None:
+        """The user row and whether the token's session is still live, in one round trip."""
+        if session_id is None:
+            live: Any = literal(True)
+        else:
+            live = exists().where(RefreshToken.family_id == session_id, RefreshToken.revoked_at.is_(None))
+        row = (await self.session.execute(select(User, live.label("live")).where(User.id == user_id))).first()
+        return None if row is None else (row[0], bool(row[1]))
+
+    async def add_refresh_token(
+        self,
+        *,
+        user_id: uuid.UUID,
+        family_id: uuid.UUID,
+        token_hash: bytes,
+        expires_at: datetime,
+        user_agent: str | None,
+        ip: str | None,
+    ) -> RefreshToken:
+        token = RefreshToken(
+            user_id=user_id,
+            family_id=family_id,
+            token_hash=token_hash,
+            expires_at=expires_at,
+            user_agent=user_agent,
+            ip=ip,
+        )
+        self.session.add(token)
+        await self.session.flush()
+        return token
+
+    async def lock_refresh_token(self, token_hash: bytes) -> RefreshToken | None:
+        """The token row, locked: concurrent refreshes of one token are decided one at a time."""
+        stmt = select(RefreshToken).where(RefreshToken.token_hash == token_hash).with_for_update()
+        return (await self.session.scalars(stmt)).first()
+
+    async def mark_rotated(self, token: RefreshToken, replaced_by: uuid.UUID, at: datetime) -> None:
+        token.rotated_at = at
+        token.replaced_by = replaced_by
+        await self.session.flush()
+
+    async def revoke_family(self, family_id: uuid.UUID) -> int:
+        result = await self.session.execute(
+            update(RefreshToken)
+            .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
+            .values(revoked_at=func.now())
+            .execution_options(synchronize_session=False)
+        )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+    async def revoke_user_sessions(self, user_id: uuid.UUID) -> int:
+        result = await self.session.execute(
+            update(RefreshToken)
+            .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
+            .values(revoked_at=func.now())
+            .execution_options(synchronize_session=False)
+        )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+    async def family_owner(self, family_id: uuid.UUID) -> uuid.UUID | None:
+        stmt = select(RefreshToken.user_id).where(RefreshToken.family_id == family_id).limit(1)
+        return (await self.session.scalars(stmt)).first()
+
+    async def active_sessions(self, user_id: uuid.UUID) -> list[SessionRow]:
+        """One row per family with a live token (not revoked, not rotated away, not expired)."""
+        first = aliased(RefreshToken)
+        started = (
+            select(func.min(first.created_at))
+            .where(first.family_id == RefreshToken.family_id)
+            .correlate(RefreshToken)
+            .scalar_subquery()
+        )
+        stmt = (
+            select(RefreshToken, started)
+            .where(
+                RefreshToken.user_id == user_id,
+                RefreshToken.revoked_at.is_(None),
+                RefreshToken.rotated_at.is_(None),
+                RefreshToken.expires_at > func.now(),
+            )
+            .order_by(RefreshToken.created_at.desc())
+        )
+        sessions: dict[uuid.UUID, SessionRow] = {}
+        for token, started_at in await self.session.execute(stmt):
+            # Newest live token first: it says where the session is used now.
+            sessions.setdefault(
+                token.family_id,
+                SessionRow(
+                    family_id=token.family_id,
+                    created_at=started_at,
+                    last_used_at=token.created_at,
+                    expires_at=token.expires_at,
+                    user_agent=token.user_agent,
+                    ip=token.ip,
+                ),
+            )
+        return list(sessions.values())
+
+    async def prune(self, *, revoked_before: datetime, batch_size: int) -> int:
+        """Delete one batch of expired or long-revoked tokens; returns how many."""
+        doomed = (
+            select(RefreshToken.id)
+            .where(
+                or_(
+                    RefreshToken.expires_at < func.now(),
+                    RefreshToken.revoked_at < revoked_before,
+                )
+            )
+            .limit(batch_size)
+            .with_for_update(skip_locked=True)
+        )
+        result = await self.session.execute(
+            delete(RefreshToken)
+            .where(RefreshToken.id.in_(doomed.scalar_subquery()))
+            .execution_options(synchronize_session=False)
+        )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+    async def add_event(
+        self,
+        type_: str,
+        *,
+        user_id: uuid.UUID | None,
+        actor_id: uuid.UUID | None = None,
+        ip: str | None = None,
+        user_agent: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        self.session.add(
+            AuthEvent(
+                type=type_,
+                user_id=user_id,
+                actor_id=actor_id,
+                ip=ip,
+                user_agent=user_agent,
+                detail=detail or {},
+            )
+        )
+        await self.session.flush()
+
+    async def events_page(
+        self, *, limit: int, before_id: int | None, user_id: uuid.UUID | None, type_: str | None
+    ) -> list[AuthEvent]:
+        # Newest first, keyset on the sequential id.
+        stmt = select(AuthEvent).order_by(AuthEvent.id.desc()).limit(limit)
+        if before_id is not None:
+            stmt = stmt.where(AuthEvent.id < before_id)
+        if user_id is not None:
+            stmt = stmt.where(AuthEvent.user_id == user_id)
+        if type_ is not None:
+            stmt = stmt.where(AuthEvent.type == type_)
+        return list(await self.session.scalars(stmt))

@@ -1,0 +1,108 @@
+"""HTTP routes of the auth domain: sign-up, login, token rotation, logout, sessions, audit events."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, status
+from fastapi.security import OAuth2PasswordRequestForm
+
+from userapi.auth.constants import EventType
+from userapi.auth.dependencies import AdminUser, AuthServiceDep, ClientDep, CurrentClaims
+from userapi.auth.schemas import (
+    AuditEventPage,
+    AuditEventRead,
+    LoginRequest,
+    RefreshRequest,
+    SessionRead,
+    TokenPair,
+)
+from userapi.users.schemas import UserRead, UserRegister
+
+public_router = APIRouter(prefix="/auth", tags=["auth"])
+router = APIRouter(tags=["auth"])
+
+_unauthorized: dict[int | str, dict[str, Any]] = {
+    401: {"description": "Incorrect credentials"},
+    429: {"description": "Throttled"},
+}
+
+
+@public_router.post(
+    "/register",
+    status_code=status.HTTP_201_CREATED,
+    response_model=UserRead,
+    responses={409: {"description": "Email taken"}, 429: {"description": "Throttled"}},
+)
+async def register(body: UserRegister, auth: AuthServiceDep, client: ClientDep) -> UserRead:
+    user = await auth.register(body.email, body.password, body.full_name, client)
+    return UserRead.model_validate(user)
+
+
+@public_router.post("/login", response_model=TokenPair, responses=_unauthorized)
+async def login(body: LoginRequest, auth: AuthServiceDep, client: ClientDep) -> TokenPair:
+    return await auth.login(body.email, body.password, client)
+
+
+@public_router.post("/token", response_model=TokenPair, responses=_unauthorized)
+async def token(
+    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    auth: AuthServiceDep,
+    client: ClientDep,
+) -> TokenPair:
+    """The login as an OAuth2 password form, so the Authorize button of /docs works."""
+    return await auth.login(form.username, form.password, client)
+
+
+@public_router.post(
+    "/refresh", response_model=TokenPair, responses={401: {"description": "Invalid refresh token"}}
+)
+async def refresh(body: RefreshRequest, auth: AuthServiceDep, client: ClientDep) -> TokenPair:
+    return await auth.refresh(body.refresh_token, client)
+
+
+@public_router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
+async def logout(body: RefreshRequest, auth: AuthServiceDep, client: ClientDep) -> None:
+    await auth.logout(body.refresh_token, client)
+
+
+@router.get("/auth/sessions", response_model=list[SessionRead])
+async def list_sessions(current: CurrentClaims, auth: AuthServiceDep) -> list[SessionRead]:
+    user, claims = current
+    return [
+        SessionRead(
+            id=row.family_id,
+            created_at=row.created_at,
+            last_used_at=row.last_used_at,
+            expires_at=row.expires_at,
+            user_agent=row.user_agent,
+            ip=row.ip,
+            current=row.family_id == claims.session_id,
+        )
+        for row in await auth.sessions(user)
+    ]
+
+
+@router.delete(
+    "/auth/sessions/{session_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={404: {"description": "No such session of yours"}},
+)
+async def end_session(
+    session_id: uuid.UUID, current: CurrentClaims, auth: AuthServiceDep, client: ClientDep
+) -> None:
+    await auth.end_session(current[0], session_id, client)
+
+
+@router.get("/audit-events", response_model=AuditEventPage, tags=["audit"])
+async def audit_events(
+    admin: AdminUser,
+    auth: AuthServiceDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=64)] = None,
+    user_id: uuid.UUID | None = None,
+    type: EventType | None = None,
+) -> AuditEventPage:
+    rows, next_cursor = await auth.audit_page(limit, cursor, user_id, type)
+    return AuditEventPage(items=[AuditEventRead.model_validate(r) for r in rows], next_cursor=next_cursor)

@@ -1,0 +1,60 @@
+"""Request and response schemas of the auth domain."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from userapi.core.validation import LoginPassword
+
+
+class LoginRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # Not validated as an email: a malformed one simply fails like a wrong one (same 401).
+    email: str = Field(min_length=1, max_length=320)
+    password: LoginPassword
+
+
+class RefreshRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    refresh_token: str = Field(min_length=1, max_length=512)
+
+
+class TokenPair(BaseModel):
+    access_token: str
+    refresh_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int = Field(description="Seconds until the access token expires.")
+
+
+class SessionRead(BaseModel):
+    id: uuid.UUID = Field(description="The session (refresh-token family) id.")
+    created_at: datetime
+    last_used_at: datetime
+    expires_at: datetime
+    user_agent: str | None
+    ip: str | None
+    current: bool = Field(description="Whether this is the session of the calling access token.")
+
+
+class AuditEventRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    type: str
+    user_id: uuid.UUID | None
+    actor_id: uuid.UUID | None
+    ip: str | None
+    user_agent: str | None
+    detail: dict[str, Any]
+    created_at: datetime
+
+
+class AuditEventPage(BaseModel):
+    items: list[AuditEventRead]
+    next_cursor: str | None

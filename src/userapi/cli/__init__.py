@@ -1,0 +1,124 @@
+"""The `userapi` command line: serve, migrate, downgrade, db ..., create-admin, prune-sessions."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Annotated
+
+import typer
+import uvicorn
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
+
+from userapi.cli import accounts, db
+from userapi.cli._common import CliError, one_line_errors, settings_with_database
+from userapi.core.config import to_async_url
+from userapi.db import migrate as migrations
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+app.add_typer(db.app, name="db")
+app.command("create-admin")(accounts.create_admin)
+app.command("prune-sessions")(accounts.prune_sessions)
+
+
+def _check_port_free(host: str, port: int) -> None:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise CliError(
+                f"cannot listen on {host}:{port}: {exc.strerror}; set PORT to another port"
+            ) from None
+
+
+async def _missing_revisions(async_url: str) -> list[str]:
+    engine = create_async_engine(async_url, poolclass=NullPool)
+    try:
+        async with engine.connect() as conn:
+            return await migrations.missing_revisions(conn)
+    finally:
+        await engine.dispose()
+
+
+@app.command()
+@one_line_errors
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface to bind (default: HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: PORT).")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+    wait_for_migrations: Annotated[
+        bool, typer.Option("--wait-for-migrations", help="Wait until the database reaches head.")
+    ] = False,
+) -> None:
+    """Serve the API with uvicorn (uvloop, httptools)."""
+    settings = settings_with_database()
+    host = host or settings.host
+    port = settings.port if port is None else port
+    url = to_async_url(settings.database_url or "")
+    missing = asyncio.run(_missing_revisions(url))
+    while missing and wait_for_migrations:
+        asyncio.run(asyncio.sleep(1))
+        missing = asyncio.run(_missing_revisions(url))
+    if missing:
+        raise CliError(
+            f"the database is behind the code: missing revision(s) {', '.join(missing)}; "
+            "run `userapi migrate`"
+        )
+    _check_port_free(host, port)
+    typer.echo(f"userapi: API http://{host}:{port}/api/v1  docs http://{host}:{port}/docs")
+    uvicorn.run(
+        "userapi.main:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        loop="uvloop",
+        http="httptools",
+        access_log=settings.access_log,
+        log_level=settings.log_level.lower(),
+        proxy_headers=False,  # the client IP is decided by TRUSTED_PROXIES, not by uvicorn
+        timeout_graceful_shutdown=20,
+    )
+
+
+@app.command()
+@one_line_errors
+def migrate(
+    revision: Annotated[str, typer.Option(help="Target revision.")] = "head",
+) -> None:
+    """Upgrade the database (to head by default), holding an advisory lock."""
+    settings = settings_with_database()
+    _run_migration(migrations.upgrade, to_async_url(settings.database_url or ""), revision)
+
+
+@app.command()
+@one_line_errors
+def downgrade(
+    revision: Annotated[str, typer.Option(help="Target revision (default: one step back).")] = "-1",
+) -> None:
+    """Downgrade the database by one revision, or to --revision (`base` empties it)."""
+    settings = settings_with_database()
+    _run_migration(migrations.downgrade, to_async_url(settings.database_url or ""), revision)
+
+
+def _run_migration(step: migrations.MigrationStep, url: str, revision: str) -> None:
+    try:
+        step(url, revision, typer.echo)
+    except Exception as exc:
+        from alembic.util.exc import CommandError
+
+        if isinstance(exc, CommandError):
+            raise CliError(str(exc).splitlines()[0]) from None
+        message = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        text = message[0] if message else type(exc).__name__
+        if "uuid-ossp" in text:
+            text += " (install PostgreSQL's contrib modules: Debian's postgresql-contrib)"
+        raise CliError(f"migration failed: {text}") from None
+    typer.echo(f"database at {revision}")
+
+
+def main() -> None:
+    app()

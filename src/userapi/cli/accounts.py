@@ -1,0 +1,83 @@
+"""Account commands of the CLI: create-admin (the seed script) and prune-sessions."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+import typer
+from pydantic import TypeAdapter, ValidationError
+
+from userapi.auth.maintenance import SessionMaintenance
+from userapi.cli._common import CliError, one_line_errors, settings_with_database
+from userapi.core.security import PasswordHasher
+from userapi.core.validation import Email, NewPassword
+from userapi.db.session import session_scope
+from userapi.users.constants import Role
+from userapi.users.repository import UserRepository
+from userapi.users.service import UserService
+
+
+def _validated(adapter: TypeAdapter[str], value: str, what: str) -> str:
+    try:
+        return adapter.validate_python(value)
+    except ValidationError as exc:
+        raise CliError(f"{what} {exc.errors()[0]['msg'].removeprefix('Value error, ')}") from None
+
+
+def _read_password() -> str:
+    if sys.stdin.isatty():
+        return str(typer.prompt("Password", hide_input=True, confirmation_prompt=True))
+    # Piped in (scripts, CI): one line, without its newline.
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+@one_line_errors
+def create_admin(
+    email: Annotated[str, typer.Option(help="Email of the admin to create or promote.")],
+) -> None:
+    """Create an admin account, or promote (and reactivate) an existing one. Idempotent."""
+    normalized = _validated(TypeAdapter(Email), email, "email")
+    settings = settings_with_database()
+
+    async def run() -> str:
+        async with session_scope(settings) as session:
+            # The cost is set per command run; the dummy hash is not needed here.
+            users = UserService(UserRepository(session), PasswordHasher(settings.bcrypt_rounds))
+            user = await users.get_by_email(normalized)
+            if user is not None:
+                if user.role is Role.admin and user.is_active:
+                    return f"{normalized} is already an admin"
+                await users.update(user, role=Role.admin, is_active=True, fields={"role", "is_active"})
+                return f"{normalized} promoted to admin"
+            password = _validated(TypeAdapter(NewPassword), _read_password(), "password")
+            await users.create(normalized, password, role=Role.admin)
+            return f"admin {normalized} created"
+
+    typer.echo(asyncio.run(run()))
+
+
+@one_line_errors
+def prune_sessions(
+    revoked_days: Annotated[
+        int, typer.Option(min=0, help="Keep revoked tokens this many days (for forensics).")
+    ] = 7,
+    batch_size: Annotated[int, typer.Option(min=1, max=100_000)] = 5_000,
+) -> None:
+    """Delete expired and long-revoked refresh tokens, in batches (short transactions)."""
+    settings = settings_with_database()
+    cutoff = datetime.now(UTC) - timedelta(days=revoked_days)
+
+    async def run() -> int:
+        total = 0
+        while True:
+            async with session_scope(settings) as session:
+                maintenance = SessionMaintenance.for_session(session)
+                deleted = await maintenance.prune_batch(revoked_before=cutoff, batch_size=batch_size)
+            total += deleted
+            if deleted < batch_size:
+                return total
+
+    typer.echo(f"deleted {asyncio.run(run())} refresh tokens")

@@ -1,0 +1,1 @@
+"""Cross-cutting building blocks (settings, errors, security, logging); imports no domain package."""

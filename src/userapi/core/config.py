@@ -1,0 +1,120 @@
+"""Settings: the one place configuration is read (environment and `.env`), validated at start-up."""
+
+from __future__ import annotations
+
+import enum
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+# HMAC keys shorter than the hash output weaken HS256 (RFC 7518 section 3.2).
+MIN_SECRET_BYTES = 32
+
+
+class Environment(enum.StrEnum):
+    development = "development"
+    test = "test"
+    production = "production"
+
+
+class ConfigError(ValueError):
+    """A setting is missing or unusable; the message is one line for the operator."""
+
+
+def to_async_url(url: str) -> str:
+    """Turn the plain `postgresql://` URL every tool uses into the asyncpg driver URL."""
+    try:
+        parsed = make_url(url)
+    except Exception as exc:  # sqlalchemy raises ArgumentError with a long text
+        raise ConfigError(f"DATABASE_URL is not a valid database URL: {exc}") from None
+    if parsed.get_backend_name() not in ("postgresql", "postgres"):
+        raise ConfigError("DATABASE_URL must be a postgresql:// URL")
+    if not parsed.database:
+        raise ConfigError("DATABASE_URL names no database (postgresql://user:pass@host:port/DBNAME)")
+    return parsed.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    environment: Environment = Environment.development
+    database_url: str | None = None
+    db_pool_size: int = Field(default=20, ge=1, le=1000)
+    db_pool_timeout: float = Field(default=5.0, gt=0)
+    db_statement_cache_size: int = Field(default=100, ge=0)
+
+    jwt_secret: str = ""
+    jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
+    jwt_issuer: str = "userapi"
+    jwt_audience: str = "userapi"
+    access_token_ttl_seconds: int = Field(default=900, ge=30)
+    refresh_token_ttl_seconds: int = Field(default=14 * 24 * 3600, ge=60)
+    refresh_token_reuse_interval: int = Field(default=10, ge=0)
+
+    bcrypt_rounds: int = Field(default=12, ge=4, le=16)
+
+    rate_limit_storage_url: str = "memory://"
+    rate_limit_login_account: str = "5/minute"
+    rate_limit_login_ip: str = "60/minute"
+    rate_limit_register_ip: str = "20/minute"
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+
+    # Where `make run` keeps the embedded development database (used when DATABASE_URL is unset).
+    data_dir: Path = Path(".data")
+
+    log_level: str = "INFO"
+    access_log: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _upper_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"):
+            raise ValueError("LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return level
+
+    @model_validator(mode="after")
+    def _check_secret(self) -> Settings:
+        if self.environment is not Environment.development and (
+            len(self.jwt_secret.encode()) < MIN_SECRET_BYTES
+        ):
+            raise ConfigError(
+                f"JWT_SECRET must be set to at least {MIN_SECRET_BYTES} bytes outside development "
+                f"(ENVIRONMENT={self.environment.value}); generate one with "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
+            )
+        if self.environment is Environment.development and not self.jwt_secret:
+            # Development without a secret still works, but tokens die with the process.
+            import secrets
+
+            self.jwt_secret = secrets.token_urlsafe(48)
+        return self
+
+    @property
+    def async_database_url(self) -> str:
+        if not self.database_url:
+            raise ConfigError(
+                "DATABASE_URL is not set: run `userapi db start` for the embedded database, "
+                "or set DATABASE_URL=postgresql://user:pass@host:port/db"
+            )
+        return to_async_url(self.database_url)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process's settings, read once."""
+    return Settings()

@@ -1,0 +1,127 @@
+"""Renders every error (domain, validation, HTTP, database outage, unexpected) as RFC 9457 problem+json."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from sqlalchemy import exc as sa_exc
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse, Response
+
+from userapi.core.exceptions import AppError, Throttled, Unauthenticated
+
+logger = logging.getLogger("userapi.errors")
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+_TYPE_BASE = "https://userapi.dev/problems/"
+
+_HTTP_TITLES = {
+    400: ("bad_request", "Bad request"),
+    401: ("unauthenticated", "Unauthenticated"),
+    403: ("forbidden", "Forbidden"),
+    404: ("not_found", "Not found"),
+    405: ("method_not_allowed", "Method not allowed"),
+    406: ("not_acceptable", "Not acceptable"),
+    413: ("payload_too_large", "Payload too large"),
+    415: ("unsupported_media_type", "Unsupported media type"),
+    422: ("invalid_input", "Invalid input"),
+    429: ("too_many_requests", "Too many requests"),
+    503: ("service_unavailable", "Service unavailable"),
+}
+
+
+class ProblemResponse(JSONResponse):
+    media_type = PROBLEM_MEDIA_TYPE
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def problem(
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> Response:
+    body: dict[str, Any] = {
+        "type": _TYPE_BASE + code,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
+    body.update(extra)
+    return ProblemResponse(body, status_code=status, headers=headers)
+
+
+def _app_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, AppError)
+    headers: dict[str, str] = {}
+    if isinstance(exc, Unauthenticated):
+        headers["WWW-Authenticate"] = f'Bearer error="{exc.bearer_error}"' if exc.bearer_error else "Bearer"
+    if isinstance(exc, Throttled):
+        headers["Retry-After"] = str(exc.retry_after)
+    return problem(exc.status_code, exc.code, exc.title, exc.detail, headers or None, **exc.extra)
+
+
+def _clean_error(error: Any) -> dict[str, Any]:
+    # Only location, message and type: `input` could echo a password back, `ctx` may not serialise.
+    loc = [part if isinstance(part, int | str) else str(part) for part in error.get("loc", ())]
+    return {"loc": loc, "msg": str(error.get("msg", "")), "type": str(error.get("type", ""))}
+
+
+def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    errors = [_clean_error(e) for e in exc.errors()]
+    return problem(422, "invalid_input", "Invalid input", "The request is not valid", errors=errors)
+
+
+def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    code, title = _HTTP_TITLES.get(exc.status_code, ("http_error", "HTTP error"))
+    detail = exc.detail if isinstance(exc.detail, str) else title
+    return problem(exc.status_code, code, title, detail, dict(exc.headers or {}) or None)
+
+
+def _database_unavailable(request: Request, exc: Exception) -> Response:
+    logger.warning("database unavailable: %s", type(exc).__name__)
+    return problem(
+        503,
+        "database_unavailable",
+        "Service unavailable",
+        "The database is unavailable; retry shortly",
+        {"Retry-After": "1"},
+    )
+
+
+def _unexpected(request: Request, exc: Exception) -> Response:
+    if _is_database_outage(exc):
+        return _database_unavailable(request, exc)
+    logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return problem(500, "internal_error", "Internal server error", "An unexpected error occurred")
+
+
+def _is_database_outage(exc: BaseException) -> bool:
+    """Lost or refused connections (and pool timeouts) mean 'try again', not 'bug'."""
+    if isinstance(exc, sa_exc.TimeoutError | ConnectionError | TimeoutError):
+        return True
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    if isinstance(exc, sa_exc.InterfaceError | sa_exc.OperationalError):
+        return True
+    cause = exc.__cause__ or exc.__context__
+    return cause is not None and cause is not exc and isinstance(cause, OSError | ConnectionError)
+
+
+def install_exception_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(AppError, _app_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(sa_exc.TimeoutError, _database_unavailable)
+    app.add_exception_handler(Exception, _unexpected)

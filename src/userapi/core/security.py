@@ -1,0 +1,150 @@
+"""Password hashing (bcrypt, off the event loop) and access-token encoding/decoding (PyJWT)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import anyio.to_thread
+import bcrypt
+import jwt
+
+from userapi.core.config import Settings
+from userapi.core.exceptions import InvalidToken
+
+ACCESS_TOKEN_TYPE = "access"
+_REQUIRED_CLAIMS = ["sub", "exp", "iat", "jti", "iss", "aud", "typ", "ver"]
+
+
+def _prehash(password: str) -> bytes:
+    """SHA-256 then base64, so every byte of a long password counts.
+
+    bcrypt reads only 72 bytes (bcrypt 5 raises beyond), and 64 Unicode characters can be
+    256 UTF-8 bytes; base64 also keeps NUL bytes out of bcrypt's C string.
+    """
+    return base64.b64encode(hashlib.sha256(password.encode("utf-8")).digest())
+
+
+def hash_password_sync(password: str, rounds: int) -> str:
+    return bcrypt.hashpw(_prehash(password), bcrypt.gensalt(rounds)).decode("ascii")
+
+
+def verify_password_sync(password: str, password_hash: str) -> bool:
+    try:
+        return bcrypt.checkpw(_prehash(password), password_hash.encode("ascii"))
+    except ValueError:  # a malformed stored hash never verifies
+        return False
+
+
+def hash_rounds(password_hash: str) -> int | None:
+    """The cost factor of a stored `$2b$NN$...` hash, or None if it is not one."""
+    parts = password_hash.split("$")
+    return int(parts[2]) if len(parts) == 4 and parts[2].isdigit() else None
+
+
+class PasswordHasher:
+    """bcrypt with the configured cost; hashing runs in worker threads, never on the loop."""
+
+    def __init__(self, rounds: int) -> None:
+        self.rounds = rounds
+        # Unknown-email logins verify against this, so they cost the same as a wrong password.
+        self._dummy_hash = hash_password_sync(secrets.token_urlsafe(16), rounds)
+
+    async def hash(self, password: str) -> str:
+        return await anyio.to_thread.run_sync(hash_password_sync, password, self.rounds)
+
+    async def verify(self, password: str, password_hash: str | None) -> bool:
+        if password_hash is None:
+            await anyio.to_thread.run_sync(verify_password_sync, password, self._dummy_hash)
+            return False
+        return await anyio.to_thread.run_sync(verify_password_sync, password, password_hash)
+
+    def needs_rehash(self, password_hash: str) -> bool:
+        return hash_rounds(password_hash) != self.rounds
+
+
+@dataclass(frozen=True, slots=True)
+class AccessClaims:
+    user_id: uuid.UUID
+    token_version: int
+    session_id: uuid.UUID | None
+    jti: str
+    expires_at: int
+
+
+class TokenCodec:
+    """Encodes and verifies access tokens; the accepted algorithm is fixed here, never read from a token."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._key = settings.jwt_secret
+        self._algorithm = settings.jwt_algorithm
+        self._issuer = settings.jwt_issuer
+        self._audience = settings.jwt_audience
+        self.ttl_seconds = settings.access_token_ttl_seconds
+        self._decoder = jwt.PyJWT(options={"require": _REQUIRED_CLAIMS})
+
+    def encode_access(
+        self, user_id: uuid.UUID, token_version: int, session_id: uuid.UUID | None = None
+    ) -> str:
+        now = int(time.time())
+        claims: dict[str, Any] = {
+            "sub": str(user_id),
+            "iat": now,
+            "exp": now + self.ttl_seconds,
+            "jti": uuid.uuid4().hex,
+            "iss": self._issuer,
+            "aud": self._audience,
+            "typ": ACCESS_TOKEN_TYPE,
+            "ver": token_version,
+        }
+        if session_id is not None:
+            claims["sid"] = str(session_id)
+        return jwt.encode(claims, self._key, algorithm=self._algorithm)
+
+    def decode_access(self, token: str) -> AccessClaims:
+        """Verify signature, expiry, issuer, audience and type. Raises InvalidToken."""
+        try:
+            claims = self._decoder.decode(
+                token,
+                self._key,
+                algorithms=[self._algorithm],
+                audience=self._audience,
+                issuer=self._issuer,
+            )
+            if claims["typ"] != ACCESS_TOKEN_TYPE:
+                raise InvalidToken("Not an access token")
+            version = claims["ver"]
+            if not isinstance(version, int) or isinstance(version, bool):
+                raise InvalidToken("Malformed token")
+            sid = claims.get("sid")
+            return AccessClaims(
+                user_id=uuid.UUID(claims["sub"]),
+                token_version=version,
+                session_id=uuid.UUID(sid) if sid is not None else None,
+                jti=str(claims["jti"]),
+                expires_at=int(claims["exp"]),
+            )
+        except jwt.ExpiredSignatureError:
+            raise InvalidToken("The access token has expired") from None
+        except (jwt.PyJWTError, ValueError, TypeError, AttributeError):
+            raise InvalidToken("The access token is invalid") from None
+
+
+def new_opaque_token() -> str:
+    """A refresh token: 256 random bits, URL-safe."""
+    return secrets.token_urlsafe(32)
+
+
+def opaque_token_hash(token: str) -> bytes:
+    """How refresh tokens are stored: only their SHA-256."""
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+
+
+def constant_time_equal(a: bytes, b: bytes) -> bool:
+    return hmac.compare_digest(a, b)

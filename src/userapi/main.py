@@ -1,0 +1,58 @@
+"""App factory: builds the engine, security helpers and routes for one process."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from userapi import __version__
+from userapi.api import protected_router, public_router
+from userapi.auth.throttle import Throttle
+from userapi.core.config import Settings, get_settings
+from userapi.core.exception_handlers import install_exception_handlers
+from userapi.core.logging import configure_logging
+from userapi.core.middleware import BodySizeLimit
+from userapi.core.security import PasswordHasher, TokenCodec
+from userapi.db.session import build_engine, build_sessionmaker
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = build_engine(settings)
+        app.state.engine = engine
+        app.state.sessionmaker = build_sessionmaker(engine)
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    app = FastAPI(
+        title="userapi",
+        version=__version__,
+        summary="Users, authentication and role-based access control.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    # Built once per process: per-request construction would cost on every call.
+    app.state.hasher = PasswordHasher(settings.bcrypt_rounds)
+    app.state.tokens = TokenCodec(settings)
+    app.state.throttle = Throttle(settings)
+    app.state.trusted_proxies = [ipaddress.ip_network(p, strict=False) for p in settings.trusted_proxies]
+    install_exception_handlers(app)
+    app.include_router(public_router)
+    app.include_router(protected_router)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Entry point for `uvicorn --factory` (used by `userapi serve --workers N`)."""
+    settings = get_settings()
+    configure_logging(settings)
+    return create_app(settings)

@@ -1,0 +1,1 @@
+"""Alembic environment and revisions, shipped in the package so an installed service can migrate."""

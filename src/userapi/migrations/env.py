@@ -1,0 +1,117 @@
+"""Alembic environment: runs revisions under an advisory lock and records each in schema_migrations."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+from alembic import context
+from alembic.runtime.migration import MigrationContext, MigrationInfo
+from sqlalchemy import Connection, text
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
+
+from userapi.core.config import get_settings
+from userapi.db.registry import Base
+
+# One constant key: every process migrating this database serialises on it, so replicas started
+# together migrate once and none fails.
+MIGRATION_LOCK_KEY = 0x75736572617069  # "userapi"
+
+config = context.config
+target_metadata = Base.metadata
+Progress = Callable[[str], None]
+
+
+class _History:
+    """Writes one schema_migrations row per applied revision (removes it on downgrade).
+
+    Revisions applied before the table exists in this run are kept and written as soon as it does.
+    """
+
+    def __init__(self, progress: Progress | None) -> None:
+        self.progress = progress
+        self.pending: list[tuple[str, str, int]] = []
+        self.last = time.perf_counter()
+
+    def __call__(self, ctx: MigrationContext, step: MigrationInfo, heads: Any, run_args: Any) -> None:
+        now = time.perf_counter()
+        duration_ms = round((now - self.last) * 1000)
+        self.last = now
+        if not step.is_migration:
+            return
+        conn = ctx.connection
+        assert conn is not None
+        revision = str(step.up_revision_id)
+        description = (getattr(step.up_revision, "doc", "") or "").strip()
+        table_exists = conn.execute(text("SELECT to_regclass('schema_migrations')")).scalar()
+        if step.is_upgrade:
+            self.pending.append((revision, description, duration_ms))
+            if table_exists:
+                for row in self.pending:
+                    conn.execute(
+                        text(
+                            "INSERT INTO schema_migrations (revision, description, executed_at,"
+                            " duration_ms, applied_by) VALUES (:r, :d, now(), :ms, current_user)"
+                            " ON CONFLICT (revision) DO UPDATE SET executed_at = now(),"
+                            " duration_ms = excluded.duration_ms, description = excluded.description,"
+                            " applied_by = excluded.applied_by"
+                        ),
+                        {"r": row[0], "d": row[1], "ms": row[2]},
+                    )
+                self.pending.clear()
+            verb = "applied"
+        else:
+            if table_exists:
+                conn.execute(text("DELETE FROM schema_migrations WHERE revision = :r"), {"r": revision})
+            verb = "reverted"
+        if self.progress:
+            self.progress(f"{verb} {revision} {description} ({duration_ms} ms)")
+
+
+def _include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+    # schema_migrations belongs to the migration machinery, not to the models.
+    return not (type_ == "table" and name == "schema_migrations")
+
+
+def _run(connection: Connection) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        include_object=_include_object,
+        on_version_apply=_History(config.attributes.get("progress")),
+        compare_type=True,
+    )
+    with context.begin_transaction():
+        # Transaction-scoped: released by the commit (or rollback) that ends this run.
+        connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
+        context.run_migrations()
+
+
+async def _run_async(url: str) -> None:
+    engine = create_async_engine(url, poolclass=NullPool)
+    try:
+        async with engine.connect() as connection:
+            await connection.run_sync(_run)
+            await connection.commit()
+    finally:
+        await engine.dispose()
+
+
+def _url() -> str:
+    url = config.attributes.get("database_url")
+    return str(url) if url else get_settings().async_database_url
+
+
+if context.is_offline_mode():
+    context.configure(url=_url(), target_metadata=target_metadata, literal_binds=True)
+    with context.begin_transaction():
+        context.run_migrations()
+else:
+    connection = config.attributes.get("connection")
+    if connection is not None:
+        _run(connection)
+    else:
+        asyncio.run(_run_async(_url()))

@@ -1,0 +1,25 @@
+"""Domain errors of the users domain."""
+
+from __future__ import annotations
+
+from userapi.core.exceptions import Conflict, InvalidInput, NotFound
+
+
+class EmailTaken(Conflict):
+    code = "email_taken"
+    title = "Email already registered"
+
+
+class UserNotFound(NotFound):
+    code = "user_not_found"
+    title = "User not found"
+
+
+class LastAdmin(Conflict):
+    code = "last_admin"
+    title = "Last active admin"
+
+
+class InvalidCursor(InvalidInput):
+    code = "invalid_cursor"
+    title = "Invalid cursor"

@@ -1,0 +1,58 @@
+"""The users table."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    Enum,
+    FetchedValue,
+    Index,
+    Integer,
+    String,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.orm import Mapped, mapped_column
+
+from userapi.db.base import Base
+from userapi.users.constants import Role
+
+role_enum = Enum(Role, name="user_role", values_callable=lambda roles: [r.value for r in roles])
+
+
+class User(Base):
+    __tablename__ = "users"
+    # Fetch server-generated values (id, timestamps) with RETURNING instead of a later lazy load.
+    __mapper_args__ = {"eager_defaults": True}
+    # Keyset pagination of the admin listing walks this index.
+    __table_args__ = (Index("ix_users_created_at_id", "created_at", "id"),)
+
+    # The database invents ids (uuid-ossp); the app never does.
+    id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), primary_key=True, server_default=text("uuid_generate_v4()")
+    )
+    # The UNIQUE constraint's own index serves lookups; no second index (by design).
+    # COLLATE "C": byte order lets that same index serve `email LIKE 'prefix%'` (admin search).
+    email: Mapped[str] = mapped_column(String(320, collation="C"), nullable=False, unique=True)
+    password_hash: Mapped[str] = mapped_column(Text, nullable=False)
+    full_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    role: Mapped[Role] = mapped_column(role_enum, nullable=False, server_default=text("'user'"))
+    is_active: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("true"))
+    # Bumped when every session of the user must end; access tokens carry the value they saw.
+    token_version: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now()
+    )
+    # Kept current by the `users_set_updated_at` trigger (see the migration).
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True),
+        nullable=False,
+        server_default=func.now(),
+        server_onupdate=FetchedValue(),
+    )

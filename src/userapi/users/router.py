@@ -1,0 +1,124 @@
+"""HTTP routes of the users domain: the caller's own account, and admin user management."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, status
+
+from userapi.auth.dependencies import (
+    AdminUser,
+    AuthServiceDep,
+    ClientDep,
+    CurrentUser,
+    UserServiceDep,
+)
+from userapi.core.validation import StorableText
+from userapi.users.constants import Role
+from userapi.users.models import User
+from userapi.users.schemas import (
+    PasswordChange,
+    UserCreate,
+    UserPage,
+    UserRead,
+    UserSelfUpdate,
+    UserUpdate,
+)
+
+router = APIRouter(prefix="/users", tags=["users"])
+_not_found: dict[int | str, dict[str, Any]] = {404: {"description": "No such user"}}
+_last_admin: dict[int | str, dict[str, Any]] = {
+    409: {"description": "The last active admin cannot lose that status"}
+}
+
+
+async def get_target_user(user_id: uuid.UUID, users: UserServiceDep) -> User:
+    return await users.get(user_id)
+
+
+TargetUser = Annotated[User, Depends(get_target_user)]
+
+
+@router.get("/me", response_model=UserRead)
+async def read_me(user: CurrentUser) -> UserRead:
+    return UserRead.model_validate(user)
+
+
+@router.patch("/me", response_model=UserRead)
+async def update_me(body: UserSelfUpdate, user: CurrentUser, users: UserServiceDep) -> UserRead:
+    if "full_name" in body.model_fields_set:
+        user = await users.update_profile(user, body.full_name)
+    return UserRead.model_validate(user)
+
+
+@router.post(
+    "/me/password",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={403: {"description": "Wrong current password"}},
+)
+async def change_password(
+    body: PasswordChange, user: CurrentUser, auth: AuthServiceDep, client: ClientDep
+) -> None:
+    await auth.change_password(user, body.current_password, body.new_password, client)
+
+
+@router.get("", response_model=UserPage)
+async def list_users(
+    admin: AdminUser,
+    users: UserServiceDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    role: Role | None = None,
+    email: Annotated[StorableText | None, Query(max_length=320, description="Email prefix")] = None,
+) -> UserPage:
+    prefix = email.strip().lower() if email else None
+    rows, next_cursor = await users.page(limit, cursor, role, prefix)
+    return UserPage(items=[UserRead.model_validate(u) for u in rows], next_cursor=next_cursor)
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=UserRead,
+    responses={409: {"description": "Email taken"}},
+)
+async def create_user(
+    body: UserCreate, admin: AdminUser, auth: AuthServiceDep, client: ClientDep
+) -> UserRead:
+    user = await auth.admin_create(
+        admin,
+        client,
+        email=body.email,
+        password=body.password,
+        full_name=body.full_name,
+        role=body.role,
+        is_active=body.is_active,
+    )
+    return UserRead.model_validate(user)
+
+
+@router.get("/{user_id}", response_model=UserRead, responses=_not_found)
+async def read_user(admin: AdminUser, target: TargetUser) -> UserRead:
+    return UserRead.model_validate(target)
+
+
+@router.patch("/{user_id}", response_model=UserRead, responses={**_not_found, **_last_admin})
+async def update_user(
+    body: UserUpdate, admin: AdminUser, target: TargetUser, auth: AuthServiceDep, client: ClientDep
+) -> UserRead:
+    user = await auth.admin_update(
+        admin,
+        target,
+        client,
+        role=body.role,
+        is_active=body.is_active,
+        full_name=body.full_name,
+        fields=body.model_fields_set,
+    )
+    return UserRead.model_validate(user)
+
+
+@router.delete("/{user_id}", status_code=status.HTTP_204_NO_CONTENT, responses={**_not_found, **_last_admin})
+async def delete_user(admin: AdminUser, target: TargetUser, auth: AuthServiceDep, client: ClientDep) -> None:
+    await auth.admin_delete(admin, target, client)

@@ -1,0 +1,61 @@
+"""Request and response schemas of the users domain (what goes over the wire; never a hash)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from userapi.core.validation import Email, FullName, LoginPassword, NewPassword
+from userapi.users.constants import Role
+
+
+class _Input(BaseModel):
+    # Unknown fields are refused, so `role` in a self-service body is an error, not silently dropped.
+    model_config = ConfigDict(extra="forbid")
+
+
+class UserRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    email: str
+    full_name: str | None
+    role: Role
+    is_active: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class UserRegister(_Input):
+    email: Email
+    password: NewPassword
+    full_name: FullName | None = None
+
+
+class UserCreate(UserRegister):
+    role: Role = Role.user
+    is_active: bool = True
+
+
+class UserSelfUpdate(_Input):
+    full_name: FullName | None = None
+
+
+class UserUpdate(_Input):
+    role: Role | None = None
+    is_active: bool | None = None
+    full_name: FullName | None = None
+
+
+class PasswordChange(_Input):
+    current_password: LoginPassword
+    new_password: NewPassword
+
+
+class UserPage(BaseModel):
+    items: list[UserRead]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` to get the next page; null on the last page."
+    )
