@@ -1,0 +1,130 @@
+"""The CLI as an operator meets it: real processes, one clear line on every expected failure."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator
+
+import asyncpg
+import httpx
+import pytest
+from sqlalchemy.engine import make_url
+
+from tests.helpers import free_port, random_name, run_cli, running_server, server_env
+
+
+def assert_one_line_failure(result: object, *fragments: str) -> None:
+    assert result.returncode != 0  # type: ignore[attr-defined]
+    stderr = result.stderr.strip()  # type: ignore[attr-defined]
+    assert "Traceback" not in stderr
+    assert len(stderr.splitlines()) == 1, stderr
+    for fragment in fragments:
+        assert fragment in stderr, stderr
+
+
+def test_malformed_database_url(database_url: str) -> None:
+    result = run_cli("migrate", env=server_env(database_url, DATABASE_URL="mysql://x@y/z"))
+    assert_one_line_failure(result, "DATABASE_URL")
+
+
+def test_unreachable_database(database_url: str) -> None:
+    url = f"postgresql://u:p@127.0.0.1:{free_port()}/db"
+    for command in (["migrate"], ["serve"], ["db", "history"]):
+        result = run_cli(*command, env=server_env(database_url, DATABASE_URL=url, DB_POOL_TIMEOUT="2"))
+        assert_one_line_failure(result)
+        assert "127.0.0.1" in result.stderr or "reach" in result.stderr or "refused" in result.stderr
+
+
+def test_production_without_secret(database_url: str) -> None:
+    result = run_cli("serve", env=server_env(database_url, ENVIRONMENT="production", JWT_SECRET=""))
+    assert_one_line_failure(result, "JWT_SECRET")
+
+
+def test_port_in_use(database_url: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli("serve", "--port", str(port), env=server_env(database_url))
+    assert_one_line_failure(result, str(port))
+
+
+@pytest.fixture
+async def unmigrated_url(server_url: str) -> AsyncIterator[str]:
+    name = random_name("userapi_cli")
+    admin = await asyncpg.connect(make_url(server_url).set(database="postgres").render_as_string(False))
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+def test_serve_refuses_a_database_behind_head_and_migrate_fixes_it(unmigrated_url: str) -> None:
+    env = server_env(unmigrated_url)
+    assert_one_line_failure(run_cli("serve", env=env), "0001", "userapi migrate")
+    partial = run_cli("migrate", "--revision", "0001", env=env)
+    assert partial.returncode == 0, partial.stderr
+    assert "applied 0001" in partial.stdout
+    assert_one_line_failure(run_cli("serve", env=env), "0002", "0003")
+    full = run_cli("migrate", env=env)
+    assert full.returncode == 0, full.stderr
+    assert "applied 0002" in full.stdout
+    assert "applied 0003" in full.stdout
+    down = run_cli("downgrade", env=env)
+    assert down.returncode == 0, down.stderr
+    assert "reverted 0003" in down.stdout
+
+
+def test_migration_failure_is_one_line(unmigrated_url: str, server_url: str) -> None:
+    # A role that may not create extensions stands in for a server without uuid-ossp: the
+    # failure must still be one clear line naming the extension.
+    role = random_name("weak")
+    import asyncio
+
+    async def make_role() -> None:
+        conn = await asyncpg.connect(unmigrated_url)
+        try:
+            await conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'pw'")
+            await conn.execute(f"GRANT ALL ON SCHEMA public TO {role}")
+        finally:
+            await conn.close()
+
+    async def drop_role() -> None:
+        conn = await asyncpg.connect(unmigrated_url)
+        try:
+            await conn.execute(f"DROP OWNED BY {role}")
+            await conn.execute(f"DROP ROLE {role}")
+        finally:
+            await conn.close()
+
+    asyncio.run(make_role())
+    try:
+        weak = make_url(unmigrated_url).set(username=role, password="pw").render_as_string(False)
+        result = run_cli("migrate", env=server_env(weak))
+        assert_one_line_failure(result, "uuid-ossp")
+    finally:
+        asyncio.run(drop_role())
+
+
+def test_real_server_answers_ready_and_docs(database_url: str) -> None:
+    with running_server(server_env(database_url)) as base:
+        assert httpx.get(f"{base}/health/ready").status_code == 200
+        assert httpx.get(f"{base}/docs").status_code == 200
+        spec = httpx.get(f"{base}/openapi.json").json()
+        assert "/api/v1/auth/login" in spec["paths"]
+
+
+def test_db_url_prints_the_configured_url(database_url: str) -> None:
+    result = run_cli("db", "url", env=server_env(database_url))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == database_url
+
+
+def test_db_history_prints_a_table(database_url: str) -> None:
+    result = run_cli("db", "history", env=server_env(database_url))
+    assert result.returncode == 0, result.stderr
+    header, *rows = result.stdout.splitlines()
+    assert header.split()[:3] == ["revision", "executed_at", "duration_ms"]
+    assert [r.split()[0] for r in rows] == ["0001", "0002", "0003"]

@@ -1,0 +1,65 @@
+"""Liveness and readiness: ready only when the database answers and is at the head revision."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import asyncpg
+import httpx
+import pytest
+from sqlalchemy.engine import make_url
+
+from tests.conftest import build_test_app
+from tests.helpers import free_port, make_settings, random_name
+from userapi.core.config import Settings
+from userapi.db.session import build_engine
+
+
+async def test_live(client: httpx.AsyncClient) -> None:
+    response = await client.get("/health/live")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+async def test_ready_at_head(client: httpx.AsyncClient) -> None:
+    response = await client.get("/health/ready")
+    assert response.status_code == 200, response.text
+
+
+async def _ready(settings: Settings) -> httpx.Response:
+    engine = build_engine(settings)
+    try:
+        app = build_test_app(settings, engine, None)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            return await client.get("/health/ready")
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+async def unmigrated_url(server_url: str) -> AsyncIterator[str]:
+    name = random_name("userapi_empty")
+    maintenance = make_url(server_url).set(database="postgres").render_as_string(hide_password=False)
+    admin = await asyncpg.connect(maintenance)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+async def test_not_ready_when_database_is_behind_head(unmigrated_url: str) -> None:
+    response = await _ready(make_settings(unmigrated_url))
+    assert response.status_code == 503
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert "0001" in response.json()["detail"]
+    assert "0003" in response.json()["detail"]
+
+
+async def test_not_ready_when_database_is_unreachable() -> None:
+    url = f"postgresql://nobody:pw@127.0.0.1:{free_port()}/nothing"
+    response = await _ready(make_settings(url, db_pool_timeout=2))
+    assert response.status_code == 503
+    assert "unreachable" in response.json()["detail"]
