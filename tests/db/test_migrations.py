@@ -1,4 +1,4 @@
-"""Migrations are the only source of schema: they agree with the models, run up and down, and record history."""
+"""Migrations are the only source of schema: they match the models, run up and down, record history."""
 
 from __future__ import annotations
 
@@ -85,7 +85,8 @@ async def test_history_records_each_revision_with_time_and_duration(db_conn: Asy
     rows = (
         await db_conn.execute(
             text(
-                "SELECT revision, description, executed_at, duration_ms FROM schema_migrations ORDER BY revision"
+                "SELECT revision, description, executed_at, duration_ms "
+                "FROM schema_migrations ORDER BY revision"
             )
         )
     ).all()
@@ -146,9 +147,10 @@ async def test_catalog_facts(db_conn: AsyncConnection) -> None:
     unique = (
         await db_conn.execute(
             text(
-                "SELECT conname, contype::text AS contype FROM pg_constraint WHERE conrelid = 'users'::regclass "
-                "AND conkey = ARRAY[(SELECT attnum FROM pg_attribute WHERE attrelid = 'users'::regclass "
-                "AND attname = 'email')]::smallint[]"
+                "SELECT conname, contype::text AS contype FROM pg_constraint "
+                "WHERE conrelid = 'users'::regclass "
+                "AND conkey = ARRAY[(SELECT attnum FROM pg_attribute "
+                "WHERE attrelid = 'users'::regclass AND attname = 'email')]::smallint[]"
             )
         )
     ).all()
