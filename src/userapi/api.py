@@ -10,13 +10,11 @@ from userapi.auth.router import public_router as auth_public
 from userapi.auth.router import router as auth_protected
 from userapi.users.router import router as users_router
 
-API_PREFIX = "/api/v1"
-
 # Routes anyone may call. Everything else sits behind protected_router (deny by default).
 public_router = APIRouter()
 public_router.include_router(health.router)
-public_router.include_router(auth_public, prefix=API_PREFIX)
+public_router.include_router(auth_public)
 
 protected_router = APIRouter(dependencies=[Depends(get_current_user)])
-protected_router.include_router(auth_protected, prefix=API_PREFIX)
-protected_router.include_router(users_router, prefix=API_PREFIX)
+protected_router.include_router(auth_protected)
+protected_router.include_router(users_router)

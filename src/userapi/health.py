@@ -1,17 +1,20 @@
-"""Liveness and readiness probes: the process answers; the database answers and is at the head revision."""
+"""Operational endpoints: liveness, readiness (database reachable and at head) and Prometheus metrics."""
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 
 from userapi.core.exception_handlers import problem
+from userapi.core.exceptions import Unauthenticated
+from userapi.core.metrics import render
 from userapi.db.migrate import missing_revisions
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["operations"])
 
 
 class Health(BaseModel):
@@ -44,3 +47,19 @@ async def ready(request: Request) -> Health | Response:
             f"database is not at the head revision; missing: {', '.join(missing)}",
         )
     return Health(status="ok")
+
+
+@router.get(
+    "/metrics",
+    response_class=PlainTextResponse,
+    responses={200: {"content": {"text/plain": {}}}, 401: {"description": "METRICS_TOKEN is set"}},
+)
+async def metrics(request: Request) -> Response:
+    """Prometheus text format; when METRICS_TOKEN is set, scrapers must send it as a bearer token."""
+    token = request.app.state.settings.metrics_token
+    if token and not hmac.compare_digest(
+        request.headers.get("authorization", "").encode(), f"Bearer {token}".encode()
+    ):
+        raise Unauthenticated("Send the metrics token as `Authorization: Bearer <token>`")
+    body, content_type = render()
+    return Response(body, media_type=content_type)

@@ -14,7 +14,8 @@ from userapi.auth.throttle import Throttle
 from userapi.core.config import Settings, get_settings
 from userapi.core.exception_handlers import install_exception_handlers
 from userapi.core.logging import configure_logging
-from userapi.core.middleware import BodySizeLimit
+from userapi.core.metrics import track_pool
+from userapi.core.middleware import BodySizeLimit, RequestContext
 from userapi.core.security import PasswordHasher, TokenCodec
 from userapi.db.session import build_engine, build_sessionmaker
 
@@ -27,6 +28,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = build_engine(settings)
         app.state.engine = engine
         app.state.sessionmaker = build_sessionmaker(engine)
+        track_pool(engine)
         try:
             yield
         finally:
@@ -48,6 +50,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(public_router)
     app.include_router(protected_router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    # Added last, so outermost: it sees every response, the 413s included.
+    app.add_middleware(RequestContext, access_log=settings.access_log)
     return app
 
 

@@ -7,12 +7,24 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, exists, func, literal, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from userapi.auth.models import AuthEvent, RefreshToken
+from userapi.db.session import attach_loaded, fetchrow
+from userapi.users.constants import Role
 from userapi.users.models import User
+
+_USER_FOR_REQUEST = """
+SELECT u.id, u.email, u.password_hash, u.full_name, u.role::text AS role, u.is_active,
+       u.token_version, u.created_at, u.updated_at,
+       ($2::uuid IS NULL OR EXISTS (
+           SELECT 1 FROM refresh_tokens t WHERE t.family_id = $2::uuid AND t.revoked_at IS NULL
+       )) AS live
+FROM users u
+WHERE u.id = $1
+"""
 
 
 @dataclass(frozen=True)
@@ -32,13 +44,22 @@ class AuthRepository:
     async def user_for_request(
         self, user_id: uuid.UUID, session_id: uuid.UUID | None
     ) -> tuple[User, bool] | None:
-        """The user row and whether the token's session is still live, in one round trip."""
-        if session_id is None:
-            live: Any = literal(True)
-        else:
-            live = exists().where(RefreshToken.family_id == session_id, RefreshToken.revoked_at.is_(None))
-        row = (await self.session.execute(select(User, live.label("live")).where(User.id == user_id))).first()
-        return None if row is None else (row[0], bool(row[1]))
+        """The user row and whether the token's session is still live, in one round trip.
+
+        Every authenticated request runs this, so it is one prepared statement sent straight to
+        asyncpg on the session's own connection: no SQL compilation, no result processing and no
+        BEGIN/COMMIT pair (the driver starts a transaction only for statements SQLAlchemy sends).
+        Measured under `make bench` as the largest single cost of the hot path when it went
+        through the ORM. Being on the session's connection, it still sees the request's own
+        transaction (and the tests' savepoints).
+        """
+        row = await fetchrow(self.session, _USER_FOR_REQUEST, user_id, session_id)
+        if row is None:
+            return None
+        values = dict(row)
+        live = values.pop("live")
+        values["role"] = Role(values["role"])
+        return attach_loaded(self.session, User(**values)), bool(live)
 
     async def add_refresh_token(
         self,

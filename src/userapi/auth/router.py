@@ -18,10 +18,13 @@ from userapi.auth.schemas import (
     SessionRead,
     TokenPair,
 )
+from userapi.core.config import API_PREFIX
+from userapi.users.models import User
 from userapi.users.schemas import UserRead, UserRegister
 
-public_router = APIRouter(prefix="/auth", tags=["auth"])
-router = APIRouter(tags=["auth"])
+# Routers carry their full prefix, so a route knows its whole path template (metrics, logs).
+public_router = APIRouter(prefix=f"{API_PREFIX}/auth", tags=["auth"])
+router = APIRouter(prefix=API_PREFIX, tags=["auth"])
 
 _unauthorized: dict[int | str, dict[str, Any]] = {
     401: {"description": "Incorrect credentials"},
@@ -35,9 +38,9 @@ _unauthorized: dict[int | str, dict[str, Any]] = {
     response_model=UserRead,
     responses={409: {"description": "Email taken"}, 429: {"description": "Throttled"}},
 )
-async def register(body: UserRegister, auth: AuthServiceDep, client: ClientDep) -> UserRead:
+async def register(body: UserRegister, auth: AuthServiceDep, client: ClientDep) -> User:
     user = await auth.register(body.email, body.password, body.full_name, client)
-    return UserRead.model_validate(user)
+    return user
 
 
 @public_router.post("/login", response_model=TokenPair, responses=_unauthorized)

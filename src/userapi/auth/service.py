@@ -21,6 +21,7 @@ from userapi.auth.schemas import TokenPair
 from userapi.auth.throttle import Throttle
 from userapi.core.config import Settings
 from userapi.core.exceptions import InvalidInput, InvalidToken, Throttled
+from userapi.core.metrics import AUTH_EVENTS, LOGINS, REFRESH_REUSE
 from userapi.core.security import (
     AccessClaims,
     PasswordHasher,
@@ -32,13 +33,23 @@ from userapi.users.constants import Role
 from userapi.users.models import User
 from userapi.users.service import UserService
 
+_MAX_EVENT_ID = 2**63 - 1
+
+
+_LOGIN_OUTCOMES = {
+    EventType.login_succeeded: "success",
+    EventType.login_failed: "failure",
+    EventType.login_throttled: "throttled",
+}
+
 
 def _decode_event_cursor(cursor: str) -> int:
     try:
         value = int(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii"))
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise InvalidInput("The cursor is not one this service issued") from None
-    if value < 1:
+    # Event ids are BIGINT: a forged cursor outside that range would reach the driver as a 500.
+    if not 1 <= value <= _MAX_EVENT_ID:
         raise InvalidInput("The cursor is not one this service issued")
     return value
 
@@ -94,7 +105,7 @@ class AuthService:
         """Verify credentials and open a session. Raises Throttled, InvalidCredentials."""
         email = email.strip().lower()
         try:
-            await self.throttle.check_login(email, client.ip)
+            await self.throttle.reserve_login(email, client.ip)
         except Throttled:
             await self._event(EventType.login_throttled, None, client, email=email)
             raise
@@ -102,7 +113,6 @@ class AuthService:
         # Unknown emails verify against a dummy hash: both failures cost the same time.
         valid = await self.hasher.verify(password, user.password_hash if user else None)
         if user is None or not valid or not user.is_active:
-            await self.throttle.record_login_failure(email, client.ip)
             reason = "unknown_email" if user is None else "wrong_password" if not valid else "inactive"
             await self._event(
                 EventType.login_failed,
@@ -112,6 +122,7 @@ class AuthService:
                 reason=reason,
             )
             raise InvalidCredentials("Incorrect email or password")
+        await self.throttle.login_succeeded(email, client.ip)
         if self.hasher.needs_rehash(user.password_hash):
             await self.users.set_password(user, password)
         pair = await self._open_session(user, uuid.uuid4(), client)
@@ -281,3 +292,8 @@ class AuthService:
             user_agent=client.user_agent,
             detail=detail,
         )
+        AUTH_EVENTS.labels(type_.value).inc()
+        if outcome := _LOGIN_OUTCOMES.get(type_):
+            LOGINS.labels(outcome).inc()
+        elif type_ is EventType.refresh_reuse_detected:
+            REFRESH_REUSE.inc()

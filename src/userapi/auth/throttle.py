@@ -34,26 +34,32 @@ class Throttle:
         self.login_ip: RateLimitItem = parse(settings.rate_limit_login_ip)
         self.register_ip: RateLimitItem = parse(settings.rate_limit_register_ip)
 
-    async def check_login(self, email: str, ip: str) -> None:
-        """Refuse a login attempt when recent failures exhausted a limit. Raises Throttled.
+    async def reserve_login(self, email: str, ip: str) -> None:
+        """Count a login attempt before its password is checked. Raises Throttled past a limit.
 
+        Counted up front, in one atomic check-and-count: checking first and counting the failure
+        after the (slow) password check let a burst of simultaneous guesses all pass the check.
         The account limit is keyed by account *and* IP: failures from an attacker's address do
         not lock the owner out from theirs.
         """
-        await self._refuse_if_exhausted(self.login_account, "login-account", email, ip)
-        await self._refuse_if_exhausted(self.login_ip, "login-ip", ip)
+        await self._hit_or_refuse(self.login_account, "login-account", email, ip)
+        await self._hit_or_refuse(self.login_ip, "login-ip", ip)
 
-    async def record_login_failure(self, email: str, ip: str) -> None:
-        await self.limiter.hit(self.login_account, "login-account", email, ip)
-        await self.limiter.hit(self.login_ip, "login-ip", ip)
+    async def login_succeeded(self, email: str, ip: str) -> None:
+        """The right password from this address: its attempts on this account stop counting.
+
+        The per-IP count keeps the attempt: clearing it would let anyone reset their address's
+        count by signing in to an account of their own.
+        """
+        await self.limiter.clear(self.login_account, "login-account", email, ip)
 
     async def hit_register(self, ip: str) -> None:
         """Count a registration attempt. Raises Throttled past the limit."""
         if not await self.limiter.hit(self.register_ip, "register-ip", ip):
             raise Throttled(await self._retry_after(self.register_ip, "register-ip", ip))
 
-    async def _refuse_if_exhausted(self, item: RateLimitItem, *identifiers: str) -> None:
-        if not await self.limiter.test(item, *identifiers):
+    async def _hit_or_refuse(self, item: RateLimitItem, *identifiers: str) -> None:
+        if not await self.limiter.hit(item, *identifiers):
             raise Throttled(await self._retry_after(item, *identifiers))
 
     async def _retry_after(self, item: RateLimitItem, *identifiers: str) -> int:

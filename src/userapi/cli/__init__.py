@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import glob
+import os
 import socket
+import tempfile
 from typing import Annotated
 
 import typer
 import uvicorn
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
@@ -32,6 +36,15 @@ def _check_port_free(host: str, port: int) -> None:
             raise CliError(
                 f"cannot listen on {host}:{port}: {exc.strerror}; set PORT to another port"
             ) from None
+
+
+def _prepare_multiprocess_metrics() -> None:
+    """Give the workers one empty directory to share metric samples through (prometheus-client)."""
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="userapi-metrics-")
+    os.makedirs(path, exist_ok=True)
+    for stale in glob.glob(os.path.join(path, "*.db")):  # samples of an earlier run would be summed in
+        os.remove(stale)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
 
 
 async def _missing_revisions(async_url: str) -> list[str]:
@@ -68,7 +81,13 @@ def serve(
             "run `userapi migrate`"
         )
     _check_port_free(host, port)
-    typer.echo(f"userapi: API http://{host}:{port}/api/v1  docs http://{host}:{port}/docs")
+    if workers > 1:
+        _prepare_multiprocess_metrics()
+    shown = make_url(settings.database_url or "").render_as_string(hide_password=True)
+    typer.echo(f"userapi {settings.environment.value}, {workers} worker(s)")
+    typer.echo(f"  API       http://{host}:{port}/api/v1")
+    typer.echo(f"  docs      http://{host}:{port}/docs")
+    typer.echo(f"  database  {shown}")
     uvicorn.run(
         "userapi.main:app_from_env",
         factory=True,

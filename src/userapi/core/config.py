@@ -11,6 +11,9 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
+# Every resource of the public HTTP API lives under this prefix (versioned).
+API_PREFIX = "/api/v1"
+
 # HMAC keys shorter than the hash output weaken HS256 (RFC 7518 section 3.2).
 MIN_SECRET_BYTES = 32
 
@@ -66,6 +69,9 @@ class Settings(BaseSettings):
 
     # Where `make run` keeps the embedded development database (used when DATABASE_URL is unset).
     data_dir: Path = Path(".data")
+
+    # When set, GET /metrics requires `Authorization: Bearer <METRICS_TOKEN>`.
+    metrics_token: str = ""
 
     log_level: str = "INFO"
     access_log: bool = True

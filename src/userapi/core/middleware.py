@@ -1,11 +1,16 @@
-"""Pure-ASGI middleware: request body size limit (413 before parsing)."""
+"""Pure-ASGI middleware: body size limit (413 before parsing), request id, metrics and access log."""
 
 from __future__ import annotations
 
+import time
+import uuid
+
+import structlog
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from userapi.core.exception_handlers import problem
+from userapi.core.metrics import HTTP_LATENCY, HTTP_REQUESTS, THROTTLED
 
 
 class _BodyTooLarge(HTTPException):
@@ -65,3 +70,67 @@ class BodySizeLimit:
             {"Connection": "close"},
         )
         await response(scope, receive, send)
+
+
+_REQUEST_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:")
+
+
+def _request_id(scope: Scope) -> str:
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            # Echoed into headers and logs: only a short, plain value is taken as given.
+            text: str = value.decode("latin-1")
+            if 0 < len(text) <= 128 and _REQUEST_ID_CHARS.issuperset(text):
+                return text
+            break
+    return uuid.uuid4().hex
+
+
+class RequestContext:
+    """Request id (taken from X-Request-ID or made, echoed back), metrics and one access line per request."""
+
+    def __init__(self, app: ASGIApp, access_log: bool) -> None:
+        self.app = app
+        self.access_log = access_log
+        self.log = structlog.get_logger("userapi.access")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = _request_id(scope)
+        header = (b"x-request-id", request_id.encode("latin-1"))
+        status = 500
+        started = time.perf_counter()
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), header]
+            await send(message)
+
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            duration = time.perf_counter() - started
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            method = scope["method"]
+            HTTP_REQUESTS.labels(method, template, str(status)).inc()
+            HTTP_LATENCY.labels(method, template).observe(duration)
+            if status == 429:
+                THROTTLED.labels(template).inc()
+            if self.access_log:
+                client = scope.get("client")
+                self.log.info(
+                    "request",
+                    method=method,
+                    path=scope["path"],  # never the query string: it may carry secrets
+                    route=template,
+                    status=status,
+                    duration_ms=round(duration * 1000, 2),
+                    client=client[0] if client else None,
+                )
+            structlog.contextvars.unbind_contextvars("request_id")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated
+from typing import Annotated, TypeVar
 
+import asyncpg
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -13,9 +14,12 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import make_transient_to_detached
 
 from userapi.core.config import Settings
 from userapi.core.exceptions import AppError
+
+T = TypeVar("T")
 
 
 def build_engine(settings: Settings, *, pool_size: int | None = None) -> AsyncEngine:
@@ -30,7 +34,7 @@ def build_engine(settings: Settings, *, pool_size: int | None = None) -> AsyncEn
         max_overflow=0,
         pool_timeout=settings.db_pool_timeout,
         pool_recycle=3600,
-        pool_pre_ping=True,
+        # No pre-ping: it costs a round trip per checkout; lost connections are detected on use.
         connect_args={
             "timeout": settings.db_pool_timeout,
             "command_timeout": 30,
@@ -65,6 +69,31 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
             await session.rollback()
             raise
         await session.commit()
+
+
+async def fetchrow(session: AsyncSession, sql: str, *args: object) -> asyncpg.Record | None:
+    """Run one statement straight on asyncpg, on the session's connection (for hot paths).
+
+    A lost connection is reported to SQLAlchemy (so the pool replaces it and the connections
+    pooled alongside it) and raised as the outage it is, which the error handlers answer with 503.
+    """
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    driver: asyncpg.Connection = raw.driver_connection
+    try:
+        return await driver.fetchrow(sql, *args)
+    except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
+        await connection.invalidate(exc)
+        # Connections pooled alongside it are just as dead after a server restart.
+        await connection.engine.dispose(close=False)
+        raise ConnectionError(f"database connection lost: {type(exc).__name__}") from exc
+
+
+def attach_loaded(session: AsyncSession, instance: T) -> T:
+    """Make an object built from a fetched row persistent in the session, as if the ORM loaded it."""
+    make_transient_to_detached(instance)
+    session.add(instance)
+    return instance
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]

@@ -14,6 +14,7 @@ from userapi.auth.dependencies import (
     CurrentUser,
     UserServiceDep,
 )
+from userapi.core.config import API_PREFIX
 from userapi.core.validation import StorableText
 from userapi.users.constants import Role
 from userapi.users.models import User
@@ -26,7 +27,8 @@ from userapi.users.schemas import (
     UserUpdate,
 )
 
-router = APIRouter(prefix="/users", tags=["users"])
+# Routers carry their full prefix, so a route knows its whole path template (metrics, logs).
+router = APIRouter(prefix=f"{API_PREFIX}/users", tags=["users"])
 _not_found: dict[int | str, dict[str, Any]] = {404: {"description": "No such user"}}
 _last_admin: dict[int | str, dict[str, Any]] = {
     409: {"description": "The last active admin cannot lose that status"}
@@ -41,15 +43,15 @@ TargetUser = Annotated[User, Depends(get_target_user)]
 
 
 @router.get("/me", response_model=UserRead)
-async def read_me(user: CurrentUser) -> UserRead:
-    return UserRead.model_validate(user)
+async def read_me(user: CurrentUser) -> User:
+    return user
 
 
 @router.patch("/me", response_model=UserRead)
-async def update_me(body: UserSelfUpdate, user: CurrentUser, users: UserServiceDep) -> UserRead:
+async def update_me(body: UserSelfUpdate, user: CurrentUser, users: UserServiceDep) -> User:
     if "full_name" in body.model_fields_set:
         user = await users.update_profile(user, body.full_name)
-    return UserRead.model_validate(user)
+    return user
 
 
 @router.post(
@@ -83,9 +85,7 @@ async def list_users(
     response_model=UserRead,
     responses={409: {"description": "Email taken"}},
 )
-async def create_user(
-    body: UserCreate, admin: AdminUser, auth: AuthServiceDep, client: ClientDep
-) -> UserRead:
+async def create_user(body: UserCreate, admin: AdminUser, auth: AuthServiceDep, client: ClientDep) -> User:
     user = await auth.admin_create(
         admin,
         client,
@@ -95,18 +95,18 @@ async def create_user(
         role=body.role,
         is_active=body.is_active,
     )
-    return UserRead.model_validate(user)
+    return user
 
 
 @router.get("/{user_id}", response_model=UserRead, responses=_not_found)
-async def read_user(admin: AdminUser, target: TargetUser) -> UserRead:
-    return UserRead.model_validate(target)
+async def read_user(admin: AdminUser, target: TargetUser) -> User:
+    return target
 
 
 @router.patch("/{user_id}", response_model=UserRead, responses={**_not_found, **_last_admin})
 async def update_user(
     body: UserUpdate, admin: AdminUser, target: TargetUser, auth: AuthServiceDep, client: ClientDep
-) -> UserRead:
+) -> User:
     user = await auth.admin_update(
         admin,
         target,
@@ -116,7 +116,7 @@ async def update_user(
         full_name=body.full_name,
         fields=body.model_fields_set,
     )
-    return UserRead.model_validate(user)
+    return user
 
 
 @router.delete("/{user_id}", status_code=status.HTTP_204_NO_CONTENT, responses={**_not_found, **_last_admin})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 
 import orjson
 
@@ -25,11 +25,14 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         created_at, user_id = orjson.loads(raw)
+        if not isinstance(created_at, str) or not isinstance(user_id, str):
+            raise TypeError("cursor parts must be strings")  # uuid.UUID(5) raises AttributeError
         parsed = datetime.fromisoformat(created_at)
         if parsed.tzinfo is None:
             raise ValueError("naive timestamp")
-        return parsed, uuid.UUID(user_id)
-    except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError):
+        # In UTC, as the driver sends it: out of range (year 1 at +14:00) fails here, not as a 500 there.
+        return parsed.astimezone(UTC), uuid.UUID(user_id)
+    except (ValueError, TypeError, OverflowError, binascii.Error, orjson.JSONDecodeError):
         raise InvalidCursor("The cursor is not one this service issued") from None
 
 
