@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -29,9 +30,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = engine
         app.state.sessionmaker = build_sessionmaker(engine)
         track_pool(engine)
+        warm_up = asyncio.create_task(app.state.hasher.warm_up())
         try:
             yield
         finally:
+            warm_up.cancel()
             await engine.dispose()
 
     app = FastAPI(

@@ -105,7 +105,7 @@ class AuthService:
         """Verify credentials and open a session. Raises Throttled, InvalidCredentials."""
         email = email.strip().lower()
         try:
-            await self.throttle.reserve_login(email, client.ip)
+            await self.throttle.hit_login(email, client.ip)
         except Throttled:
             await self._event(EventType.login_throttled, None, client, email=email)
             raise
@@ -122,7 +122,6 @@ class AuthService:
                 reason=reason,
             )
             raise InvalidCredentials("Incorrect email or password")
-        await self.throttle.login_succeeded(email, client.ip)
         if self.hasher.needs_rehash(user.password_hash):
             await self.users.set_password(user, password)
         pair = await self._open_session(user, uuid.uuid4(), client)

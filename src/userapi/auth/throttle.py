@@ -34,24 +34,18 @@ class Throttle:
         self.login_ip: RateLimitItem = parse(settings.rate_limit_login_ip)
         self.register_ip: RateLimitItem = parse(settings.rate_limit_register_ip)
 
-    async def reserve_login(self, email: str, ip: str) -> None:
+    async def hit_login(self, email: str, ip: str) -> None:
         """Count a login attempt before its password is checked. Raises Throttled past a limit.
 
-        Counted up front, in one atomic check-and-count: checking first and counting the failure
-        after the (slow) password check let a burst of simultaneous guesses all pass the check.
+        Every attempt is counted up front, in one atomic check-and-count: checking first and
+        counting failures after the (slow) password check let a burst of simultaneous guesses
+        all pass the check. (Counts cannot be taken back, so a success counts too; clearing the
+        key instead races the memory storage's expiry task in `limits`.)
         The account limit is keyed by account *and* IP: failures from an attacker's address do
         not lock the owner out from theirs.
         """
         await self._hit_or_refuse(self.login_account, "login-account", email, ip)
         await self._hit_or_refuse(self.login_ip, "login-ip", ip)
-
-    async def login_succeeded(self, email: str, ip: str) -> None:
-        """The right password from this address: its attempts on this account stop counting.
-
-        The per-IP count keeps the attempt: clearing it would let anyone reset their address's
-        count by signing in to an account of their own.
-        """
-        await self.limiter.clear(self.login_account, "login-account", email, ip)
 
     async def hit_register(self, ip: str) -> None:
         """Count a registration attempt. Raises Throttled past the limit."""

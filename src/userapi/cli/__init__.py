@@ -10,7 +10,6 @@ import tempfile
 from typing import Annotated
 
 import typer
-import uvicorn
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
@@ -88,6 +87,8 @@ def serve(
     typer.echo(f"  API       http://{host}:{port}/api/v1")
     typer.echo(f"  docs      http://{host}:{port}/docs")
     typer.echo(f"  database  {shown}")
+    import uvicorn  # here: migrate and the db commands need not import the web server
+
     uvicorn.run(
         "userapi.main:app_from_env",
         factory=True,

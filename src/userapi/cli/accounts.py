@@ -10,14 +10,11 @@ from typing import Annotated
 import typer
 from pydantic import TypeAdapter, ValidationError
 
-from userapi.auth.maintenance import SessionMaintenance
 from userapi.cli._common import CliError, one_line_errors, settings_with_database
-from userapi.core.security import PasswordHasher
 from userapi.core.validation import Email, NewPassword
-from userapi.db.session import session_scope
-from userapi.users.constants import Role
-from userapi.users.repository import UserRepository
-from userapi.users.service import UserService
+
+# Services are imported inside the commands: they pull in the web stack, which `userapi migrate`
+# and friends should not pay for at start-up.
 
 
 def _validated(adapter: TypeAdapter[str], value: str, what: str) -> str:
@@ -39,6 +36,12 @@ def create_admin(
     email: Annotated[str, typer.Option(help="Email of the admin to create or promote.")],
 ) -> None:
     """Create an admin account, or promote (and reactivate) an existing one. Idempotent."""
+    from userapi.core.security import PasswordHasher
+    from userapi.db.session import session_scope
+    from userapi.users.constants import Role
+    from userapi.users.repository import UserRepository
+    from userapi.users.service import UserService
+
     normalized = _validated(TypeAdapter(Email), email, "email")
     settings = settings_with_database()
 
@@ -67,6 +70,9 @@ def prune_sessions(
     batch_size: Annotated[int, typer.Option(min=1, max=100_000)] = 5_000,
 ) -> None:
     """Delete expired and long-revoked refresh tokens, in batches (short transactions)."""
+    from userapi.auth.maintenance import SessionMaintenance
+    from userapi.db.session import session_scope
+
     settings = settings_with_database()
     cutoff = datetime.now(UTC) - timedelta(days=revoked_days)
 

@@ -54,14 +54,24 @@ class PasswordHasher:
     def __init__(self, rounds: int) -> None:
         self.rounds = rounds
         # Unknown-email logins verify against this, so they cost the same as a wrong password.
-        self._dummy_hash = hash_password_sync(secrets.token_urlsafe(16), rounds)
+        # Made off the start-up path (warm_up, run by the app's lifespan): a cost-12 hash is a
+        # quarter of a second that readiness should not wait for.
+        self._dummy_hash: str | None = None
+
+    async def warm_up(self) -> None:
+        await self._dummy()
+
+    async def _dummy(self) -> str:
+        if self._dummy_hash is None:
+            self._dummy_hash = await self.hash(secrets.token_urlsafe(16))
+        return self._dummy_hash
 
     async def hash(self, password: str) -> str:
         return await anyio.to_thread.run_sync(hash_password_sync, password, self.rounds)
 
     async def verify(self, password: str, password_hash: str | None) -> bool:
         if password_hash is None:
-            await anyio.to_thread.run_sync(verify_password_sync, password, self._dummy_hash)
+            await anyio.to_thread.run_sync(verify_password_sync, password, await self._dummy())
             return False
         return await anyio.to_thread.run_sync(verify_password_sync, password, password_hash)
 
