@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, TypeVar
@@ -22,12 +23,28 @@ from userapi.core.exceptions import AppError
 T = TypeVar("T")
 
 
+def _unique_statement_name() -> str:
+    return f"__asyncpg_{uuid.uuid4().hex}__"
+
+
 def build_engine(settings: Settings, *, pool_size: int | None = None) -> AsyncEngine:
     """An asyncpg engine whose pool never overflows.
 
     Overflow connections are opened and closed under bursts, which collapsed throughput at 64
     clients; a fixed pool queues instead, and a pool timeout becomes a fast 503.
     """
+    connect_args: dict[str, object] = {
+        "timeout": settings.db_pool_timeout,
+        "command_timeout": 30,
+        # 0 disables asyncpg's prepared-statement cache (needed behind PgBouncer in transaction mode).
+        "statement_cache_size": settings.db_statement_cache_size,
+        "server_settings": {"application_name": "userapi"},
+    }
+    if settings.db_statement_cache_size == 0:
+        # Behind PgBouncer in transaction mode successive transactions may land on different
+        # server connections: SQLAlchemy must not cache statements and must name them uniquely.
+        connect_args["prepared_statement_cache_size"] = 0
+        connect_args["prepared_statement_name_func"] = _unique_statement_name
     return create_async_engine(
         settings.async_database_url,
         pool_size=pool_size or settings.db_pool_size,
@@ -35,13 +52,7 @@ def build_engine(settings: Settings, *, pool_size: int | None = None) -> AsyncEn
         pool_timeout=settings.db_pool_timeout,
         pool_recycle=3600,
         # No pre-ping: it costs a round trip per checkout; lost connections are detected on use.
-        connect_args={
-            "timeout": settings.db_pool_timeout,
-            "command_timeout": 30,
-            # 0 disables asyncpg's prepared-statement cache (needed behind PgBouncer in transaction mode).
-            "statement_cache_size": settings.db_statement_cache_size,
-            "server_settings": {"application_name": "userapi"},
-        },
+        connect_args=connect_args,
     )
 
 
