@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,33 @@ async def database_url(server_url: str) -> AsyncIterator[str]:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await admin.close()
+
+
+@asynccontextmanager
+async def scratch_database(server_url: str, prefix: str = "userapi_scratch") -> AsyncIterator[str]:
+    """An empty database of its own on the test server (plain postgresql:// URL), dropped afterwards."""
+    name = random_name(prefix)
+    maintenance = _asyncpg_dsn(_with_database(server_url, "postgres"))
+    admin = await asyncpg.connect(maintenance)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    try:
+        yield _with_database(server_url, name)
+    finally:
+        admin = await asyncpg.connect(maintenance)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+@pytest.fixture
+async def empty_database_url(server_url: str) -> AsyncIterator[str]:
+    """A fresh, unmigrated database for tests that migrate (or must not)."""
+    async with scratch_database(server_url) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

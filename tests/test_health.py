@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import asyncpg
 import httpx
-import pytest
-from sqlalchemy.engine import make_url
 
 from tests.conftest import build_test_app
-from tests.helpers import free_port, make_settings, random_name
+from tests.helpers import free_port, make_settings
 from userapi.core.config import Settings
 from userapi.db.session import build_engine
 
@@ -37,21 +32,8 @@ async def _ready(settings: Settings) -> httpx.Response:
         await engine.dispose()
 
 
-@pytest.fixture
-async def unmigrated_url(server_url: str) -> AsyncIterator[str]:
-    name = random_name("userapi_empty")
-    maintenance = make_url(server_url).set(database="postgres").render_as_string(hide_password=False)
-    admin = await asyncpg.connect(maintenance)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
-
-
-async def test_not_ready_when_database_is_behind_head(unmigrated_url: str) -> None:
-    response = await _ready(make_settings(unmigrated_url))
+async def test_not_ready_when_database_is_behind_head(empty_database_url: str) -> None:
+    response = await _ready(make_settings(empty_database_url))
     assert response.status_code == 503
     assert response.headers["content-type"].startswith("application/problem+json")
     assert "0001" in response.json()["detail"]

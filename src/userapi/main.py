@@ -17,6 +17,7 @@ from userapi.core.exception_handlers import install_exception_handlers
 from userapi.core.logging import configure_logging
 from userapi.core.metrics import track_pool
 from userapi.core.middleware import BodySizeLimit, RequestContext
+from userapi.core.openapi import install_openapi
 from userapi.core.security import PasswordHasher, TokenCodec
 from userapi.db.session import build_engine, build_sessionmaker
 
@@ -50,6 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.throttle = Throttle(settings)
     app.state.trusted_proxies = [ipaddress.ip_network(p, strict=False) for p in settings.trusted_proxies]
     install_exception_handlers(app)
+    install_openapi(app)
     app.include_router(public_router)
     app.include_router(protected_router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator
 
 import asyncpg
 import httpx
-import pytest
 from sqlalchemy.engine import make_url
 
 from tests.helpers import free_port, random_name, run_cli, running_server, server_env
@@ -49,20 +47,8 @@ def test_port_in_use(database_url: str) -> None:
     assert_one_line_failure(result, str(port))
 
 
-@pytest.fixture
-async def unmigrated_url(server_url: str) -> AsyncIterator[str]:
-    name = random_name("userapi_cli")
-    admin = await asyncpg.connect(make_url(server_url).set(database="postgres").render_as_string(False))
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
-
-
-def test_serve_refuses_a_database_behind_head_and_migrate_fixes_it(unmigrated_url: str) -> None:
-    env = server_env(unmigrated_url)
+def test_serve_refuses_a_database_behind_head_and_migrate_fixes_it(empty_database_url: str) -> None:
+    env = server_env(empty_database_url)
     assert_one_line_failure(run_cli("serve", env=env), "0001", "userapi migrate")
     partial = run_cli("migrate", "--revision", "0001", env=env)
     assert partial.returncode == 0, partial.stderr
@@ -77,14 +63,14 @@ def test_serve_refuses_a_database_behind_head_and_migrate_fixes_it(unmigrated_ur
     assert "reverted 0003" in down.stdout
 
 
-def test_migration_failure_is_one_line(unmigrated_url: str, server_url: str) -> None:
+def test_migration_failure_is_one_line(empty_database_url: str, server_url: str) -> None:
     # A role that may not create extensions stands in for a server without uuid-ossp: the
     # failure must still be one clear line naming the extension.
     role = random_name("weak")
     import asyncio
 
     async def make_role() -> None:
-        conn = await asyncpg.connect(unmigrated_url)
+        conn = await asyncpg.connect(empty_database_url)
         try:
             await conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'pw'")
             await conn.execute(f"GRANT ALL ON SCHEMA public TO {role}")
@@ -92,7 +78,7 @@ def test_migration_failure_is_one_line(unmigrated_url: str, server_url: str) -> 
             await conn.close()
 
     async def drop_role() -> None:
-        conn = await asyncpg.connect(unmigrated_url)
+        conn = await asyncpg.connect(empty_database_url)
         try:
             await conn.execute(f"DROP OWNED BY {role}")
             await conn.execute(f"DROP ROLE {role}")
@@ -101,7 +87,7 @@ def test_migration_failure_is_one_line(unmigrated_url: str, server_url: str) -> 
 
     asyncio.run(make_role())
     try:
-        weak = make_url(unmigrated_url).set(username=role, password="pw").render_as_string(False)
+        weak = make_url(empty_database_url).set(username=role, password="pw").render_as_string(False)
         result = run_cli("migrate", env=server_env(weak))
         assert_one_line_failure(result, "uuid-ossp")
     finally:

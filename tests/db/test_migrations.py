@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 
 import asyncpg
@@ -14,7 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tests.helpers import random_name, run_cli, server_env
+from tests.helpers import run_cli, server_env
 from userapi.core.config import to_async_url
 from userapi.db import migrate
 
@@ -23,19 +22,6 @@ HEAD = "0003"
 
 def _dsn(url: str, database: str) -> str:
     return make_url(url).set(drivername="postgresql", database=database).render_as_string(hide_password=False)
-
-
-@pytest.fixture
-async def empty_database(server_url: str) -> AsyncIterator[str]:
-    """An empty database of its own (plain postgresql:// URL), dropped afterwards."""
-    name = random_name("userapi_scratch")
-    admin = await asyncpg.connect(_dsn(server_url, "postgres"))
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield _dsn(server_url, name)
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 async def test_models_and_migrations_agree(database_url: str) -> None:
@@ -58,11 +44,11 @@ async def test_check_would_catch_a_model_without_migration(database_url: str) ->
         Base.metadata.remove(extra)
 
 
-async def test_upgrade_downgrade_upgrade(empty_database: str) -> None:
-    url = to_async_url(empty_database)
+async def test_upgrade_downgrade_upgrade(empty_database_url: str) -> None:
+    url = to_async_url(empty_database_url)
     await asyncio.to_thread(migrate.upgrade, url)
     await asyncio.to_thread(migrate.downgrade, url, "base")
-    conn = await asyncpg.connect(empty_database)
+    conn = await asyncpg.connect(empty_database_url)
     try:
         tables = {r[0] for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname='public'")}
         assert tables == {"alembic_version"}
@@ -70,7 +56,7 @@ async def test_upgrade_downgrade_upgrade(empty_database: str) -> None:
     finally:
         await conn.close()
     await asyncio.to_thread(migrate.upgrade, url)
-    conn = await asyncpg.connect(empty_database)
+    conn = await asyncpg.connect(empty_database_url)
     try:
         assert await conn.fetchval("SELECT version_num FROM alembic_version") == HEAD
         revisions = [
@@ -100,11 +86,11 @@ async def test_history_records_each_revision_with_time_and_duration(db_conn: Asy
     assert "backfilled" not in rows[0].description
 
 
-async def test_backfill_when_history_table_arrives_later(empty_database: str) -> None:
-    url = to_async_url(empty_database)
+async def test_backfill_when_history_table_arrives_later(empty_database_url: str) -> None:
+    url = to_async_url(empty_database_url)
     await asyncio.to_thread(migrate.upgrade, url, "0001")
     await asyncio.to_thread(migrate.upgrade, url, "head")
-    conn = await asyncpg.connect(empty_database)
+    conn = await asyncpg.connect(empty_database_url)
     try:
         rows = await conn.fetch("SELECT revision, description FROM schema_migrations ORDER BY revision")
         assert [r["revision"] for r in rows] == ["0001", "0002", "0003"]
@@ -113,11 +99,11 @@ async def test_backfill_when_history_table_arrives_later(empty_database: str) ->
         await conn.close()
 
 
-async def test_downgrade_removes_history_row(empty_database: str) -> None:
-    url = to_async_url(empty_database)
+async def test_downgrade_removes_history_row(empty_database_url: str) -> None:
+    url = to_async_url(empty_database_url)
     await asyncio.to_thread(migrate.upgrade, url)
     await asyncio.to_thread(migrate.downgrade, url, "0002")
-    conn = await asyncpg.connect(empty_database)
+    conn = await asyncpg.connect(empty_database_url)
     try:
         revisions = [r[0] for r in await conn.fetch("SELECT revision FROM schema_migrations ORDER BY 1")]
         assert revisions == ["0001", "0002"]
@@ -207,8 +193,8 @@ async def test_updated_at_kept_current_by_the_database(db_conn: AsyncConnection)
     assert updated == row.updated_at  # the trigger overrode the stale value with now()
 
 
-def test_two_migrate_processes_at_once_on_an_empty_database(empty_database: str) -> None:
-    env = server_env(empty_database)
+def test_two_migrate_processes_at_once_on_an_empty_database(empty_database_url: str) -> None:
+    env = server_env(empty_database_url)
     with ThreadPoolExecutor(2) as pool:
         results = list(pool.map(lambda _: run_cli("migrate", env=env), range(2)))
     for result in results:
