@@ -7,6 +7,7 @@ import secrets
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -84,7 +85,9 @@ def server_env(database_url: str, **extra: str) -> dict[str, str]:
     return env
 
 
-def run_cli(*args: str, env: dict[str, str], input: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, env: dict[str, str], input: str | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "userapi", *args],
         env=env,
@@ -98,29 +101,32 @@ def run_cli(*args: str, env: dict[str, str], input: str | None = None, timeout: 
 
 @contextmanager
 def running_server(env: dict[str, str], *args: str, port: int | None = None) -> Iterator[str]:
-    """Start `userapi serve` as a real process; yields its base URL, stops it (SIGTERM) after."""
+    """Start `userapi serve` as a real process; yields its base URL, stops it (SIGTERM) after.
+
+    Its output goes to a file, not a pipe: an unread pipe fills up and blocks the server.
+    """
     port = port or free_port()
+    log = tempfile.NamedTemporaryFile("w+", prefix="userapi-serve-", suffix=".log", delete=False)  # noqa: SIM115
     process = subprocess.Popen(
         [sys.executable, "-m", "userapi", "serve", "--port", str(port), *args],
         env=env,
-        stdout=subprocess.PIPE,
+        stdout=log,
         stderr=subprocess.STDOUT,
         text=True,
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while True:
             if process.poll() is not None:
-                output = process.stdout.read() if process.stdout else ""
-                raise AssertionError(f"server exited with {process.returncode}: {output}")
+                raise AssertionError(f"server exited with {process.returncode}: {_tail(log.name)}")
             try:
                 if httpx.get(f"{base}/health/ready", timeout=1).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
-                raise AssertionError("server did not become ready in 30 s")
+                raise AssertionError(f"server not ready in 60 s: {_tail(log.name)}")
             time.sleep(0.1)
         yield base
     finally:
@@ -130,8 +136,13 @@ def running_server(env: dict[str, str], *args: str, port: int | None = None) -> 
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-        if process.stdout:
-            process.stdout.close()
+        log.close()
+        os.unlink(log.name)
+
+
+def _tail(path: str, lines: int = 30) -> str:
+    with open(path) as f:
+        return "".join(f.readlines()[-lines:])
 
 
 def random_name(prefix: str) -> str:

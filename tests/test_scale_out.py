@@ -105,7 +105,9 @@ def test_role_change_and_deactivation_take_effect_on_the_other(
 def test_throttling_counts_across_both(two_servers: tuple[str, str]) -> None:
     a, b = two_servers
     email = unique_email("throttle")
-    assert httpx.post(f"{a}{API}/auth/register", json={"email": email, "password": PASSWORD}).status_code == 201
+    assert (
+        httpx.post(f"{a}{API}/auth/register", json={"email": email, "password": PASSWORD}).status_code == 201
+    )
     statuses = [
         httpx.post(
             f"{base}{API}/auth/login", json={"email": email, "password": "wrong password!"}

@@ -6,7 +6,9 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.security import OAuth2PasswordRequestForm
+from pydantic import ValidationError
 
 from userapi.auth.constants import EventType
 from userapi.auth.dependencies import AdminUser, AuthServiceDep, ClientDep, CurrentClaims
@@ -55,7 +57,11 @@ async def token(
     client: ClientDep,
 ) -> TokenPair:
     """The login as an OAuth2 password form, so the Authorize button of /docs works."""
-    return await auth.login(form.username, form.password, client)
+    try:  # the same rules as the JSON login (no NUL, valid Unicode, bounded)
+        body = LoginRequest(email=form.username, password=form.password)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_input=False)) from None
+    return await auth.login(body.email, body.password, client)
 
 
 @public_router.post(

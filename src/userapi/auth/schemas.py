@@ -8,14 +8,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from userapi.core.validation import LoginPassword
+from userapi.core.validation import LoginPassword, StorableText
 
 
 class LoginRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     # Not validated as an email: a malformed one simply fails like a wrong one (same 401).
-    email: str = Field(min_length=1, max_length=320)
+    email: StorableText = Field(min_length=1, max_length=320)
     password: LoginPassword
 
 

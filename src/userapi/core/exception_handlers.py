@@ -60,7 +60,7 @@ def problem(
     return ProblemResponse(body, status_code=status, headers=headers)
 
 
-def _app_error(request: Request, exc: Exception) -> Response:
+async def _app_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, AppError)
     headers: dict[str, str] = {}
     if isinstance(exc, Unauthenticated):
@@ -76,20 +76,20 @@ def _clean_error(error: Any) -> dict[str, Any]:
     return {"loc": loc, "msg": str(error.get("msg", "")), "type": str(error.get("type", ""))}
 
 
-def _validation_error(request: Request, exc: Exception) -> Response:
+async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     errors = [_clean_error(e) for e in exc.errors()]
     return problem(422, "invalid_input", "Invalid input", "The request is not valid", errors=errors)
 
 
-def _http_error(request: Request, exc: Exception) -> Response:
+async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     code, title = _HTTP_TITLES.get(exc.status_code, ("http_error", "HTTP error"))
     detail = exc.detail if isinstance(exc.detail, str) else title
     return problem(exc.status_code, code, title, detail, dict(exc.headers or {}) or None)
 
 
-def _database_unavailable(request: Request, exc: Exception) -> Response:
+async def _database_unavailable(request: Request, exc: Exception) -> Response:
     logger.warning("database unavailable: %s", type(exc).__name__)
     return problem(
         503,
@@ -100,16 +100,25 @@ def _database_unavailable(request: Request, exc: Exception) -> Response:
     )
 
 
-def _unexpected(request: Request, exc: Exception) -> Response:
+async def _unexpected(request: Request, exc: Exception) -> Response:
     if _is_database_outage(exc):
-        return _database_unavailable(request, exc)
+        return await _database_unavailable(request, exc)
     logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem(500, "internal_error", "Internal server error", "An unexpected error occurred")
+
+
+# SQLSTATEs of a server that is going away or not there yet: connection exceptions (class 08),
+# admin/crash shutdown and "the database system is starting up / shutting down" (57P01-57P03), and
+# too many connections. SQLAlchemy wraps some of these in a plain DBAPIError, not OperationalError.
+_OUTAGE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300")
 
 
 def _is_database_outage(exc: BaseException) -> bool:
     """Lost or refused connections (and pool timeouts) mean 'try again', not 'bug'."""
     if isinstance(exc, sa_exc.TimeoutError | ConnectionError | TimeoutError):
+        return True
+    orig = exc.orig if isinstance(exc, sa_exc.DBAPIError) else exc
+    if str(getattr(orig, "sqlstate", None) or "").startswith(_OUTAGE_SQLSTATES):
         return True
     if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
         return True
@@ -124,4 +133,9 @@ def install_exception_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(sa_exc.TimeoutError, _database_unavailable)
+    # Database errors are answered here, not only by the catch-all: Starlette runs the `Exception`
+    # handler in ServerErrorMiddleware, which re-raises after responding, so uvicorn logs a traceback
+    # per request and closes the keep-alive connection; in an outage clients then saw resets, not 503s.
+    app.add_exception_handler(sa_exc.DBAPIError, _unexpected)
+    app.add_exception_handler(OSError, _unexpected)  # ConnectionError, refused connects, timeouts
     app.add_exception_handler(Exception, _unexpected)

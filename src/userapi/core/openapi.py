@@ -58,6 +58,7 @@ def complete_error_responses(schema: dict[str, Any]) -> dict[str, Any]:
             if operation.get("security"):
                 extra.update(_PROTECTED)
             if "requestBody" in operation:
+                extra["400"] = "Malformed request body (e.g. not UTF-8)"
                 extra["413"] = "Request body too large"
             if "requestBody" in operation or operation.get("parameters"):
                 extra["422"] = "Invalid input"

@@ -53,6 +53,8 @@ def build_engine(settings: Settings, *, pool_size: int | None = None) -> AsyncEn
         pool_recycle=3600,
         # No pre-ping: it costs a round trip per checkout; lost connections are detected on use.
         connect_args=connect_args,
+        # Statement parameters (hashes, token digests, emails) never appear in errors or logs.
+        hide_parameters=True,
     )
 
 
@@ -93,7 +95,15 @@ async def fetchrow(session: AsyncSession, sql: str, *args: object) -> asyncpg.Re
     driver: asyncpg.Connection = raw.driver_connection
     try:
         return await driver.fetchrow(sql, *args)
-    except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
+    except (
+        OSError,
+        asyncpg.PostgresConnectionError,
+        asyncpg.InterfaceError,
+        # The server ended this backend (fast or immediate shutdown, crash) or is not up yet.
+        asyncpg.AdminShutdownError,
+        asyncpg.CrashShutdownError,
+        asyncpg.CannotConnectNowError,
+    ) as exc:
         await connection.invalidate(exc)
         # Connections pooled alongside it are just as dead after a server restart.
         await connection.engine.dispose(close=False)
