@@ -1,0 +1,395 @@
+"""compose.yaml and deploy/nginx.conf, checked by their structure: no Docker engine runs the tests.
+
+The file is read as compose reads it (YAML with merge keys, then `${...}` interpolation from .env),
+and each check is against the real code where there is one: the `userapi` commands against the Typer
+CLI, the environment against `Settings`, the proxy set-up against the app's X-Forwarded-For rules.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import shlex
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import typer.main
+import yaml
+from sqlalchemy.engine import make_url
+
+from userapi.cli import app as cli_app
+from userapi.core.config import Environment, Settings, to_async_url
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPOSE_FILE = ROOT / "compose.yaml"
+NGINX_CONF = ROOT / "deploy" / "nginx.conf"
+DOCKERFILE = ROOT / "Dockerfile"
+
+# What a user must put into .env (compose.yaml's header says so). Sample values, not secrets.
+REQUIRED_ENV = {"POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB", "JWT_SECRET"}
+SAMPLE_ENV = {
+    "POSTGRES_USER": "compose_user",
+    "POSTGRES_PASSWORD": "pw" + "0" * 30,
+    "POSTGRES_DB": "compose_db",
+    "JWT_SECRET": "j" * 48,
+}
+# Read by the image's CMD, not by Settings.
+IMAGE_ENV = {"WEB_CONCURRENCY"}
+CONTAINER_PORT = 8000
+SECRET_KEY = re.compile(r"PASSWORD|SECRET", re.IGNORECASE)
+REQUIRED_INTERPOLATION = re.compile(r"\$\{[A-Za-z_]\w*:\?[^}]+\}")
+# user:password@ in a URL, where either part may be a ${...} (whose message may hold spaces).
+_URL_PART = r"(?:\$\{[^}]*\}|[^:/@\s$])*"
+URL_USERINFO = re.compile(rf"://(?P<user>{_URL_PART}):(?P<password>{_URL_PART})@")
+
+_VARIABLE = re.compile(
+    r"\$(?:(?P<escaped>\$)|\{(?P<braced>[A-Za-z_]\w*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}|(?P<bare>[A-Za-z_]\w*))"
+)
+
+
+class MissingVariableError(Exception):
+    """A `${VAR:?message}` whose variable is unset or empty: compose refuses to start."""
+
+
+def interpolate(text: str, env: Mapping[str, str]) -> str:
+    """Compose's interpolation: $$, $VAR, ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?err}, ${VAR?err}."""
+
+    def replace(match: re.Match[str]) -> str:
+        if match["escaped"]:
+            return "$"
+        name = match["braced"] or match["bare"]
+        op, arg = match["op"], match["arg"]
+        value = env.get(name)
+        missing = not value if op and op.startswith(":") else value is None
+        if op in (":-", "-") and missing:
+            return str(arg)
+        if op in (":?", "?") and missing:
+            raise MissingVariableError(f"{name}: {arg}")
+        return value or ""
+
+    return _VARIABLE.sub(replace, text)
+
+
+def resolve(node: Any, env: Mapping[str, str]) -> Any:
+    if isinstance(node, str):
+        return interpolate(node, env)
+    if isinstance(node, dict):
+        return {key: resolve(value, env) for key, value in node.items()}
+    if isinstance(node, list):
+        return [resolve(item, env) for item in node]
+    return node
+
+
+def shell_words(script: str) -> list[str]:
+    lexer = shlex.shlex(script, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    return list(lexer)
+
+
+def argv_of(command: str | list[str]) -> list[str]:
+    return list(command) if isinstance(command, list) else shell_words(command)
+
+
+SHELL_OPERATORS = {";", "&&", "||", "|", "&", "(", ")"}
+# Words that run the command after them: `exec userapi serve`, `env X=1 userapi migrate`.
+COMMAND_WRAPPERS = {"exec", "env", "command", "nice", "nohup", "time"}
+
+
+def userapi_invocations(argv: list[str]) -> list[list[str]]:
+    """The arguments of each `userapi ...` run by a command line, looking inside `sh -c "..."` scripts.
+
+    Only a `userapi` in command position counts (not, say, a user named userapi in `useradd`).
+    """
+    found: list[list[str]] = []
+    command: list[str] = []
+    for word in [*argv, ";"]:
+        if word not in SHELL_OPERATORS:
+            command.append(word)
+            continue
+        words = list(command)
+        command = []
+        while words and (words[0] in COMMAND_WRAPPERS or re.fullmatch(r"[A-Za-z_]\w*=.*", words[0])):
+            words.pop(0)
+        if words and words[0].rsplit("/", 1)[-1] == "userapi":
+            found.append(words[1:])
+            continue
+        for word_ in words[1:]:  # `sh -c "script"` and the like
+            if "userapi" in word_ and len(shell_words(word_)) > 1:
+                found.extend(userapi_invocations(shell_words(word_)))
+    return found
+
+
+def cli_problems(args: list[str]) -> list[str]:
+    """What the Typer CLI would refuse in `userapi ARGS`: an unknown command or option."""
+    command: Any = typer.main.get_command(cli_app)
+    path = ["userapi"]
+    rest = list(args)
+    while getattr(command, "commands", None) is not None:  # a group: the next word picks a command
+        if not rest:
+            return [f"`{' '.join(path)}` needs a command"]
+        name = rest.pop(0)
+        if name not in command.commands:
+            return [f"`{' '.join(path)} {name}`: no such command (there are {sorted(command.commands)})"]
+        command = command.commands[name]
+        path.append(name)
+    known = {"--help"} | {opt for param in command.params for opt in (*param.opts, *param.secondary_opts)}
+    options = [word.split("=", 1)[0] for word in rest if re.match(r"--?[A-Za-z]", word)]
+    return [f"`{' '.join(path)}` has no option {option}" for option in options if option not in known]
+
+
+def env_of(service: Mapping[str, Any]) -> dict[str, str]:
+    environment = service.get("environment") or {}
+    if isinstance(environment, list):
+        return dict(item.split("=", 1) if "=" in item else (item, "") for item in environment)
+    return {key: "" if value is None else str(value) for key, value in environment.items()}
+
+
+def depends_of(service: Mapping[str, Any]) -> dict[str, str]:
+    depends = service.get("depends_on") or {}
+    if isinstance(depends, list):
+        return dict.fromkeys(depends, "service_started")
+    return {name: (spec or {}).get("condition", "service_started") for name, spec in depends.items()}
+
+
+def networks_of(service: Mapping[str, Any]) -> set[str]:
+    return set(service.get("networks") or ["default"])
+
+
+def container_ports(service: Mapping[str, Any]) -> set[int]:
+    ports = set()
+    for port in service.get("ports", []):
+        target = port["target"] if isinstance(port, dict) else str(port).rsplit(":", 1)[-1]
+        ports.add(int(str(target).split("/")[0]))
+    return ports
+
+
+def userapi_services(services: Mapping[str, Any]) -> dict[str, Any]:
+    """The services that run the image built from this repository."""
+    return {name: service for name, service in services.items() if "build" in service}
+
+
+def scale_profile(services: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: service for name, service in services.items() if "scale" in service.get("profiles", [])}
+
+
+@pytest.fixture(scope="module")
+def raw() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load(COMPOSE_FILE.read_text())
+    return loaded
+
+
+@pytest.fixture(scope="module")
+def compose(raw: dict[str, Any]) -> dict[str, Any]:
+    resolved: dict[str, Any] = resolve(raw, SAMPLE_ENV)
+    return resolved
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, Any]:
+    found: dict[str, Any] = compose["services"]
+    return found
+
+
+def test_db_is_postgres_with_a_tcp_readiness_check_and_a_named_volume(
+    compose: dict[str, Any], services: dict[str, Any]
+) -> None:
+    db = services["db"]
+    image, _, tag = db["image"].partition(":")
+    assert image == "postgres"
+    version = re.match(r"\d+", tag)
+    assert version, "pin the PostgreSQL major version"
+    major = int(version[0])
+    assert major >= 16
+    check = " ".join(argv_of(db["healthcheck"]["test"]))
+    # TCP, not the socket: the image's init-time server listens on the socket only.
+    assert "pg_isready" in check
+    assert "-h 127.0.0.1" in check
+    source, target = db["volumes"][0].split(":")[:2]
+    assert source in compose["volumes"], "the data volume must be a named volume"
+    # The image moved PGDATA up one level in 18: a bump without this change loses the data on restart.
+    assert target == ("/var/lib/postgresql/data" if major < 18 else "/var/lib/postgresql")
+
+
+def test_migrate_runs_once_after_the_database_is_healthy(services: dict[str, Any]) -> None:
+    migrate = services["migrate"]
+    assert "build" in migrate
+    assert userapi_invocations(argv_of(migrate["command"])) == [["migrate"]]
+    assert depends_of(migrate)["db"] == "service_healthy"
+    # Quoted in YAML: a bare `no` is the boolean false, which compose rejects.
+    assert migrate["restart"] == "no"
+
+
+def test_every_server_starts_only_after_migrate_succeeded(services: dict[str, Any]) -> None:
+    servers = {name for name in userapi_services(services) if name != "migrate"}
+    assert {"api", "api-replica"} <= servers
+    for name in servers:
+        assert depends_of(services[name]).get("migrate") == "service_completed_successfully", name
+
+
+def test_api_is_published_and_health_checked_without_a_profile(services: dict[str, Any]) -> None:
+    api = services["api"]
+    assert "profiles" not in api, "`docker compose up` must start the api"
+    assert container_ports(api) == {CONTAINER_PORT}
+    env = env_of(api)
+    assert (env["HOST"], env["PORT"]) == ("0.0.0.0", str(CONTAINER_PORT))
+    assert "/health/live" in " ".join(argv_of(api["healthcheck"]["test"]))
+    assert api["healthcheck"]["test"][0] == "CMD"
+
+
+def test_every_userapi_command_in_compose_exists_in_the_cli(services: dict[str, Any]) -> None:
+    invocations = [
+        args
+        for service in services.values()
+        for key in ("command", "entrypoint")
+        if service.get(key)
+        for args in userapi_invocations(argv_of(service[key]))
+    ]
+    assert ["migrate"] in invocations
+    for args in invocations:
+        assert cli_problems(args) == []
+
+
+def test_cli_check_refuses_unknown_commands_and_options() -> None:
+    assert cli_problems(["serve", "--workers", "2"]) == []
+    assert cli_problems(["db", "history"]) == []
+    assert cli_problems(["downgrade", "--revision", "-1"]) == []
+    assert cli_problems(["migrate-all"])
+    assert cli_problems(["serve", "--threads=2"])
+    assert cli_problems(["db"])
+    script = "userapi migrate && exec userapi serve"
+    assert userapi_invocations(["sh", "-c", script]) == [["migrate"], ["serve"]]
+    assert userapi_invocations(shell_words("useradd --uid 10001 userapi")) == []
+
+
+def test_no_secret_is_written_in_the_file(raw: dict[str, Any]) -> None:
+    checked_keys: set[str] = set()
+    checked_urls: list[str] = []
+
+    def walk(node: Any) -> None:
+        pairs: list[tuple[str, Any]] = []
+        if isinstance(node, dict):
+            pairs = [(str(key), value) for key, value in node.items()]
+        elif isinstance(node, list):
+            pairs = [item.partition("=")[::2] for item in node if isinstance(item, str) and "=" in item]
+            for item in node:
+                walk(item)
+        for key, value in pairs:
+            if SECRET_KEY.search(key) and not isinstance(value, dict | list):
+                assert REQUIRED_INTERPOLATION.fullmatch(str(value)), f"{key} holds a literal: {value!r}"
+                checked_keys.add(key)
+            if isinstance(value, str) and (userinfo := URL_USERINFO.search(value)):
+                assert REQUIRED_INTERPOLATION.fullmatch(userinfo["password"]), f"{key}: password in a URL"
+                checked_urls.append(key)
+            if isinstance(value, dict | list):
+                walk(value)
+
+    walk(raw)
+    assert {"POSTGRES_PASSWORD", "JWT_SECRET"} <= checked_keys
+    assert "DATABASE_URL" in checked_urls
+
+
+def test_required_variables_are_named_in_the_header_and_enforced(raw: dict[str, Any]) -> None:
+    values = yaml.safe_dump(raw, width=1 << 20)  # the values only, not the comments
+    assert set(re.findall(r"\$\{(\w+):\?", values)) == REQUIRED_ENV
+    header = COMPOSE_FILE.read_text().split("\nservices:", 1)[0]
+    for name in REQUIRED_ENV:
+        assert re.search(rf"^#\s+{name}=", header, re.MULTILINE), f"the header does not say to set {name}"
+        for value in (None, ""):
+            env = {k: v for k, v in SAMPLE_ENV.items() if k != name}
+            if value is not None:
+                env[name] = value
+            with pytest.raises(MissingVariableError, match=name):
+                resolve(raw, env)
+
+
+def test_database_url_reaches_the_db_service_with_its_credentials(services: dict[str, Any]) -> None:
+    db = env_of(services["db"])
+    for name, service in userapi_services(services).items():
+        url = make_url(env_of(service)["DATABASE_URL"])
+        assert (url.host, url.port or 5432) == ("db", 5432), name
+        assert (url.username, url.password, url.database) == (
+            db["POSTGRES_USER"],
+            db["POSTGRES_PASSWORD"],
+            db["POSTGRES_DB"],
+        ), name
+        assert to_async_url(url.render_as_string(hide_password=False)).startswith("postgresql+asyncpg://")
+
+
+def test_userapi_services_set_only_variables_the_app_reads(services: dict[str, Any]) -> None:
+    fields = {name.upper() for name in Settings.model_fields}
+    dockerfile = DOCKERFILE.read_text()
+    for name in IMAGE_ENV:
+        assert f"${{{name}" in dockerfile, f"{name} is allowed in compose but the image does not read it"
+    for name, service in userapi_services(services).items():
+        unknown = {key.upper() for key in env_of(service)} - fields - IMAGE_ENV
+        assert not unknown, f"{name} sets variables that are no Settings field: {sorted(unknown)}"
+
+
+def test_userapi_services_environment_makes_valid_production_settings(services: dict[str, Any]) -> None:
+    fields = set(Settings.model_fields)
+    for name, service in userapi_services(services).items():
+        values = {key.lower(): value for key, value in env_of(service).items() if key.lower() in fields}
+        settings = Settings.model_validate(values)  # the values alone: no environment, no .env
+        assert settings.environment is Environment.production, name
+        assert settings.jwt_secret == SAMPLE_ENV["JWT_SECRET"], name
+
+
+def test_scale_profile_runs_replicas_behind_nginx_with_shared_counters(services: dict[str, Any]) -> None:
+    scale = scale_profile(services)
+    replica = services["api-replica"]
+    assert "api-replica" in scale
+    assert int(replica["deploy"]["replicas"]) >= 2
+    assert "ports" not in replica, "replicas are reached through the proxy only"
+    redis_url = urlsplit(env_of(replica)["RATE_LIMIT_STORAGE_URL"])
+    assert redis_url.scheme == "redis"
+    assert redis_url.hostname in scale
+    assert scale[redis_url.hostname]["image"].startswith("redis:")
+    assert depends_of(replica)[redis_url.hostname] == "service_healthy"
+
+    proxy = services["proxy"]
+    assert "proxy" in scale
+    assert proxy["image"].startswith("nginx:")
+    assert "./deploy/nginx.conf:/etc/nginx/nginx.conf:ro" in proxy["volumes"]
+    assert depends_of(proxy)["api-replica"] == "service_healthy"
+
+
+def _nginx_conf() -> str:
+    return "\n".join(line.split("#", 1)[0] for line in NGINX_CONF.read_text().splitlines())
+
+
+def test_nginx_appends_the_peer_to_x_forwarded_for_and_proxies_to_the_replicas(
+    services: dict[str, Any],
+) -> None:
+    conf = _nginx_conf()
+    assert re.search(r"proxy_set_header\s+X-Forwarded-For\s+\$proxy_add_x_forwarded_for\s*;", conf)
+    assert "$http_x_forwarded_for" not in conf, "passing the client's header on unchanged lets it be forged"
+    upstream = re.search(r"upstream\s+(\w+)\s*\{(.*?)\}", conf, re.DOTALL)
+    assert upstream
+    assert re.search(rf"proxy_pass\s+http://{upstream[1]}\s*;", conf)
+    servers = re.findall(r"^\s*server\s+([\w.-]+):(\d+)", upstream[2], re.MULTILINE)
+    assert servers == [("api-replica", str(CONTAINER_PORT))]
+    listen = re.search(r"^\s*listen\s+(\d+)", conf, re.MULTILINE)
+    assert listen
+    assert container_ports(services["proxy"]) == {int(listen[1])}
+
+
+def test_replicas_trust_exactly_the_network_they_share_with_nginx(
+    compose: dict[str, Any], services: dict[str, Any]
+) -> None:
+    replica, proxy = services["api-replica"], services["proxy"]
+    trusted = [ipaddress.ip_network(part.strip()) for part in env_of(replica)["TRUSTED_PROXIES"].split(",")]
+    shared = networks_of(proxy) & networks_of(replica)
+    assert shared
+    assert networks_of(proxy) == shared, "nginx must reach the replicas from inside the trusted subnet"
+    subnets = [
+        ipaddress.ip_network(pool["subnet"])
+        for network in shared
+        for pool in compose["networks"][network]["ipam"]["config"]
+    ]
+    assert sorted(subnets) == sorted(trusted)
+    # Any other member of that network could send a forged X-Forwarded-For and be believed.
+    members = {name for name, service in services.items() if networks_of(service) & shared}
+    assert members == {"proxy", "api-replica"}
