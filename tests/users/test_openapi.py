@@ -1,0 +1,293 @@
+"""The API as documented: response bodies of a full flow match /openapi.json, and none leaks a secret."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tests.conftest import make_account
+from tests.helpers import API
+from userapi.users.constants import Role
+
+PASSWORD_1 = "Zebra-Quartz-Lantern-91"
+PASSWORD_2 = "Violet-Harbor-Maple-27"
+WRONG_GUESS = "Wrong-Guess-Attempt-55"
+WEAK = "iloveyou"
+SECRETS = (PASSWORD_1, PASSWORD_2, WRONG_GUESS, WEAK)
+
+_JSON_TYPES: dict[str, type | tuple[type, ...]] = {
+    "string": str,
+    "boolean": bool,
+    "object": dict,
+    "array": list,
+    "number": (int, float),
+}
+
+
+def validate(schema: dict[str, Any], value: Any, spec: dict[str, Any], where: str = "$") -> None:
+    """A structural check of `value` against an OpenAPI 3.1 schema: refs, anyOf, types, required
+    and undocumented keys, enums and consts, uuid and date-time formats. Raises AssertionError."""
+    if "$ref" in schema:
+        name = schema["$ref"].removeprefix("#/components/schemas/")
+        validate(spec["components"]["schemas"][name], value, spec, where)
+        return
+    if "anyOf" in schema:
+        failures = []
+        for option in schema["anyOf"]:
+            try:
+                validate(option, value, spec, where)
+                return
+            except AssertionError as exc:
+                failures.append(str(exc))
+        raise AssertionError(f"{where}: {value!r} matches no anyOf option: {failures}")
+    for part in schema.get("allOf", []):
+        validate(part, value, spec, where)
+    if "const" in schema:
+        assert value == schema["const"], f"{where}: {value!r} != const {schema['const']!r}"
+    if "enum" in schema:
+        assert value in schema["enum"], f"{where}: {value!r} not in {schema['enum']}"
+    kind = schema.get("type")
+    if kind == "null":
+        assert value is None, f"{where}: {value!r} is not null"
+    elif kind == "integer":
+        assert isinstance(value, int), f"{where}: {value!r} is not an integer"
+        assert not isinstance(value, bool), f"{where}: {value!r} is not an integer"
+    elif kind is not None:
+        assert isinstance(value, _JSON_TYPES[kind]), f"{where}: {value!r} is not {kind}"
+        if kind == "number":
+            assert not isinstance(value, bool), f"{where}: {value!r} is not a number"
+    if kind == "object":
+        for key in schema.get("required", []):
+            assert key in value, f"{where}: required {key!r} missing"
+        properties = schema.get("properties")
+        if properties is not None:
+            if not schema.get("additionalProperties"):
+                extra = set(value) - set(properties)
+                assert not extra, f"{where}: undocumented keys {sorted(extra)}"
+            for key, item in value.items():
+                if key in properties:
+                    validate(properties[key], item, spec, f"{where}.{key}")
+    if kind == "array":
+        for index, item in enumerate(value):
+            validate(schema.get("items", {}), item, spec, f"{where}[{index}]")
+    if kind == "string":
+        if schema.get("format") == "uuid":
+            uuid.UUID(value)
+        elif schema.get("format") == "date-time":
+            parsed = datetime.fromisoformat(value)
+            assert parsed.tzinfo is not None, f"{where}: {value!r} has no time zone"
+
+
+class Recorder:
+    """Calls the API and keeps every (method, path template, response) for checking afterwards."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+        self.calls: list[tuple[str, str, httpx.Response]] = []
+
+    async def __call__(
+        self, method: str, template: str, expected: int, token: str | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        path = template.format(**kwargs.pop("path", {}))
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        response = await self.client.request(method, path, headers=headers, **kwargs)
+        assert response.status_code == expected, (method, path, response.text)
+        self.calls.append((method, template, response))
+        return response
+
+
+async def full_flow(client: httpx.AsyncClient, db_conn: AsyncConnection) -> tuple[Recorder, list[str]]:
+    """Every endpoint, successes and the common failures, with known passwords."""
+    call = Recorder(client)
+    admin = await make_account(client, db_conn, Role.admin)
+    # The only admin (rows committed by other tests must not count), so the last-admin 409 shows.
+    await db_conn.execute(
+        text("UPDATE users SET role = 'user' WHERE role = 'admin' AND id <> :id"), {"id": admin["id"]}
+    )
+    email = f"flow-{uuid.uuid4().hex[:10]}@example.com"
+
+    user = (
+        await call("POST", f"{API}/auth/register", 201, json={"email": email, "password": PASSWORD_1})
+    ).json()
+    await call("POST", f"{API}/auth/register", 409, json={"email": email, "password": PASSWORD_1})
+    await call("POST", f"{API}/auth/register", 422, json={"email": "x" + email, "password": WEAK})
+    await call("POST", f"{API}/auth/login", 401, json={"email": email, "password": WRONG_GUESS})
+    await call("POST", f"{API}/auth/login", 422, json={"email": email, "password": PASSWORD_1, "extra": 1})
+    tokens = (
+        await call("POST", f"{API}/auth/login", 200, json={"email": email, "password": PASSWORD_1})
+    ).json()
+    await call("POST", f"{API}/auth/token", 200, data={"username": email, "password": PASSWORD_1})
+    access = tokens["access_token"]
+
+    await call("GET", f"{API}/users/me", 200, access)
+    await call("GET", f"{API}/users/me", 401)
+    await call("PATCH", f"{API}/users/me", 200, access, json={"full_name": "Flow User"})
+    await call("PATCH", f"{API}/users/me", 422, access, json={"role": "admin"})
+    refreshed = (
+        await call("POST", f"{API}/auth/refresh", 200, json={"refresh_token": tokens["refresh_token"]})
+    ).json()
+    access = refreshed["access_token"]
+    await call("GET", f"{API}/auth/sessions", 200, access)
+    await call("GET", f"{API}/users", 403, access)
+    await call(
+        "POST",
+        f"{API}/users/me/password",
+        403,
+        access,
+        json={"current_password": WRONG_GUESS, "new_password": PASSWORD_2},
+    )
+    await call(
+        "POST",
+        f"{API}/users/me/password",
+        422,
+        access,
+        json={"current_password": PASSWORD_1, "new_password": WEAK},
+    )
+    await call(
+        "POST",
+        f"{API}/users/me/password",
+        204,
+        access,
+        json={"current_password": PASSWORD_1, "new_password": PASSWORD_2},
+    )
+    tokens = (
+        await call("POST", f"{API}/auth/login", 200, json={"email": email, "password": PASSWORD_2})
+    ).json()
+
+    boss = admin["tokens"]["access_token"]
+    ids = {"user_id": user["id"]}
+    await call("GET", f"{API}/users", 200, boss, params={"limit": 2})
+    await call("GET", f"{API}/users", 200, boss, params={"email": "flow-"})
+    await call("GET", f"{API}/users", 422, boss, params={"cursor": "abc"})
+    await call(
+        "PATCH", f"{API}/users/{{user_id}}", 409, boss, path={"user_id": admin["id"]}, json={"role": "user"}
+    )
+    created = (
+        await call(
+            "POST",
+            f"{API}/users",
+            201,
+            boss,
+            json={"email": "made-" + email, "password": PASSWORD_1, "role": "admin"},
+        )
+    ).json()
+    await call("GET", f"{API}/users/{{user_id}}", 200, boss, path=ids)
+    await call("GET", f"{API}/users/{{user_id}}", 404, boss, path={"user_id": uuid.uuid4()})
+    await call("PATCH", f"{API}/users/{{user_id}}", 200, boss, path=ids, json={"full_name": "Renamed"})
+    await call("GET", f"{API}/audit-events", 200, boss)
+    await call("DELETE", f"{API}/users/{{user_id}}", 204, boss, path={"user_id": created["id"]})
+    await call("POST", f"{API}/auth/logout", 204, json={"refresh_token": tokens["refresh_token"]})
+    await call("GET", "/health/live", 200)
+
+    hashes = list(
+        (
+            await db_conn.execute(
+                text("SELECT password_hash FROM users WHERE id IN (:a, :b)"),
+                {"a": user["id"], "b": admin["id"]},
+            )
+        ).scalars()
+    )
+    return call, hashes
+
+
+@pytest.fixture
+async def spec(client: httpx.AsyncClient) -> dict[str, Any]:
+    response = await client.get("/openapi.json")
+    assert response.status_code == 200
+    return dict(response.json())
+
+
+async def test_responses_of_a_full_flow_match_the_spec(
+    client: httpx.AsyncClient, db_conn: AsyncConnection, spec: dict[str, Any]
+) -> None:
+    call, _ = await full_flow(client, db_conn)
+    checked = set()
+    for method, template, response in call.calls:
+        operation = spec["paths"][template][method.lower()]
+        status = str(response.status_code)
+        media_type = response.headers.get("content-type", "").split(";")[0]
+        if response.status_code >= 400:
+            # Errors are problem documents (the spec does not describe their body).
+            assert media_type == "application/problem+json", (method, template, status)
+            body = response.json()
+            assert {"type", "title", "status", "detail", "code"} <= set(body)
+            assert body["status"] == response.status_code
+            continue
+        assert status in operation["responses"], f"{method} {template} answered an undocumented {status}"
+        documented = operation["responses"][status].get("content", {})
+        if response.status_code == 204:
+            assert response.content == b""
+            assert not documented
+            continue
+        assert media_type in documented, (method, template, media_type, list(documented))
+        validate(documented[media_type]["schema"], response.json(), spec, f"{method} {template} {status}")
+        checked.add((method, template))
+    assert len(checked) >= 12, sorted(checked)
+
+
+async def test_no_response_contains_a_password_or_a_hash(
+    client: httpx.AsyncClient, db_conn: AsyncConnection
+) -> None:
+    call, hashes = await full_flow(client, db_conn)
+    assert len(hashes) == 2
+    assert all(h.startswith("$2b$") for h in hashes)
+    for method, template, response in call.calls:
+        text_ = response.text + " ".join(f"{k}: {v}" for k, v in response.headers.items())
+        assert "$2b$" not in text_, (method, template)
+        assert "password_hash" not in text_, (method, template)
+        for value in (*SECRETS, *hashes):
+            assert value not in text_, (method, template, value)
+
+
+def test_user_schemas_document_no_secret(spec: dict[str, Any]) -> None:
+    schemas = spec["components"]["schemas"]
+    assert set(schemas["UserRead"]["properties"]) == {
+        "id",
+        "email",
+        "full_name",
+        "role",
+        "is_active",
+        "created_at",
+        "updated_at",
+    }
+    assert schemas["UserPage"]["properties"]["items"]["items"] == {"$ref": "#/components/schemas/UserRead"}
+    for name in ("UserRead", "UserPage", "TokenPair", "SessionRead", "AuditEventRead"):
+        assert "password" not in str(schemas[name]).lower(), name
+
+
+def test_the_validator_rejects_bodies_that_break_the_schema(spec: dict[str, Any]) -> None:
+    user_read = {"$ref": "#/components/schemas/UserRead"}
+    good = {
+        "id": str(uuid.uuid4()),
+        "email": "a@example.com",
+        "full_name": None,
+        "role": "user",
+        "is_active": True,
+        "created_at": "2024-05-01T12:00:00+00:00",
+        "updated_at": "2024-05-01T12:00:00+00:00",
+    }
+    validate(user_read, good, spec)
+    broken = [
+        {k: v for k, v in good.items() if k != "email"},
+        {**good, "password_hash": "$2b$04$x"},
+        {**good, "role": "root"},
+        {**good, "is_active": "yes"},
+        {**good, "full_name": 5},
+        {**good, "id": "not-a-uuid"},
+        {**good, "created_at": "2024-05-01T12:00:00"},
+    ]
+    for body in broken:
+        with pytest.raises((AssertionError, ValueError)):
+            validate(user_read, body, spec)
+    with pytest.raises(AssertionError):
+        validate(
+            {"$ref": "#/components/schemas/TokenPair"}, {"access_token": "a", "refresh_token": "b"}, spec
+        )
+    with pytest.raises(AssertionError):
+        validate({"$ref": "#/components/schemas/UserPage"}, {"items": [good, {**good, "role": 1}]}, spec)
