@@ -147,3 +147,21 @@ def _tail(path: str, lines: int = 30) -> str:
 
 def random_name(prefix: str) -> str:
     return f"{prefix}_{os.getpid()}_{secrets.token_hex(3)}"
+
+
+def assert_problem(response: httpx.Response, status: int, code: str | None = None) -> dict[str, Any]:
+    """The response is an RFC 9457 problem document with this status (and stable code)."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body = dict(response.json())
+    assert {"type", "title", "status", "detail", "code"} <= body.keys()
+    assert body["status"] == status
+    assert body["type"] == f"https://userapi.dev/problems/{body['code']}"
+    if code is not None:
+        assert body["code"] == code
+    assert isinstance(body["title"], str)
+    assert isinstance(body["detail"], str)
+    assert body["title"]
+    assert body["detail"]
+    assert "Traceback" not in response.text
+    return body

@@ -14,7 +14,7 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tests.conftest import Account, build_test_app
-from tests.helpers import API, PASSWORD, bearer, login, make_settings, register, unique_email
+from tests.helpers import API, PASSWORD, assert_problem, bearer, login, make_settings, register, unique_email
 from userapi.core import security
 from userapi.core.security import PasswordHasher, hash_rounds
 from userapi.users.models import User
@@ -27,21 +27,6 @@ CREDENTIALS_401 = {
     "detail": "Incorrect email or password",
     "code": "invalid_credentials",
 }
-
-
-def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    body = dict(response.json())
-    assert {"type", "title", "status", "detail", "code"} <= body.keys()
-    assert body["status"] == status
-    assert body["code"] == code
-    assert body["type"].endswith("/" + code)
-    assert isinstance(body["title"], str)
-    assert isinstance(body["detail"], str)
-    assert body["title"]
-    assert body["detail"]
-    return body
 
 
 async def stored_hash(conn: AsyncConnection, email: str) -> str:

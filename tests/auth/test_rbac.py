@@ -15,23 +15,12 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tests.conftest import Account, build_test_app, make_account
-from tests.helpers import API, PASSWORD, login, register, unique_email
+from tests.helpers import API, PASSWORD, assert_problem, login, register, unique_email
 from userapi.auth.dependencies import get_current_user, require_roles
 from userapi.core.config import Settings
 from userapi.main import create_app
 from userapi.users.constants import Role
 from userapi.users.models import User
-
-
-def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    body = dict(response.json())
-    assert {"type", "title", "status", "detail", "code"} <= body.keys()
-    assert body["status"] == status
-    assert body["code"] == code
-    assert body["type"].endswith("/" + code)
-    return body
 
 
 async def set_user(conn: AsyncConnection, user_id: str, **values: Any) -> None:

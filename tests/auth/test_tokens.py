@@ -14,27 +14,12 @@ import pytest
 from pydantic import ValidationError
 
 from tests.conftest import Account, make_account
-from tests.helpers import API, PASSWORD, TEST_SECRET, bearer, run_cli, server_env
+from tests.helpers import API, PASSWORD, TEST_SECRET, assert_problem, bearer, run_cli, server_env
 from userapi.core.config import Settings
 
 ME = f"{API}/users/me"
 TOKEN_KEYS = {"access_token", "refresh_token", "token_type", "expires_in"}
 INVALID_TOKEN_CHALLENGE = 'Bearer error="invalid_token"'
-
-
-def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    body = dict(response.json())
-    assert {"type", "title", "status", "detail", "code"} <= body.keys()
-    assert body["status"] == status
-    assert body["code"] == code
-    assert body["type"].endswith("/" + code)
-    assert isinstance(body["title"], str)
-    assert isinstance(body["detail"], str)
-    assert body["title"]
-    assert body["detail"]
-    return body
 
 
 def b64url(data: bytes) -> str:

@@ -11,20 +11,11 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.conftest import build_test_app
+from tests.helpers import assert_problem
 from userapi.core.config import Settings
 from userapi.db.session import SessionDep
 
 PROBLEM_KEYS = {"type", "title", "status", "detail", "code"}
-
-
-def assert_problem(response: httpx.Response, status: int) -> dict[str, object]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    body = dict(response.json())
-    assert set(body) >= PROBLEM_KEYS
-    assert body["status"] == status
-    assert "Traceback" not in response.text
-    return body
 
 
 async def test_unknown_path_is_a_404_problem(client: httpx.AsyncClient) -> None:

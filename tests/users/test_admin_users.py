@@ -14,26 +14,11 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tests.conftest import Account, make_account
-from tests.helpers import API, PASSWORD, bearer, login, register, unique_email
+from tests.helpers import API, PASSWORD, assert_problem, bearer, login, register, unique_email
 from userapi.users.constants import Role
 
 USERS = f"{API}/users"
 USER_KEYS = {"id", "email", "full_name", "role", "is_active", "created_at", "updated_at"}
-
-
-def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    body = dict(response.json())
-    assert {"type", "title", "status", "detail", "code"} <= body.keys()
-    assert body["status"] == status
-    assert body["code"] == code
-    assert body["type"] == f"https://userapi.dev/problems/{code}"
-    assert isinstance(body["title"], str)
-    assert isinstance(body["detail"], str)
-    assert body["title"]
-    assert body["detail"]
-    return body
 
 
 def b64(raw: bytes) -> str:
