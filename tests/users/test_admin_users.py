@@ -606,3 +606,14 @@ async def test_patch_me_non_json_body_is_422(client: httpx.AsyncClient, user: Ac
         f"{USERS}/me", content=b"full_name=x", headers={**user.headers, "content-type": "text/plain"}
     )
     assert_problem(response, 422, "invalid_input")
+
+
+@pytest.mark.parametrize("field", ["role", "is_active"])
+async def test_update_refuses_an_explicit_null(
+    client: httpx.AsyncClient, admin: Account, user: Account, field: str
+) -> None:
+    response = await client.patch(f"{API}/users/{user['id']}", json={field: None}, headers=admin.headers)
+    assert_problem(response, 422, "invalid_input")
+    unchanged = (await client.get(f"{API}/users/{user['id']}", headers=admin.headers)).json()
+    assert unchanged["role"] == "user"
+    assert unchanged["is_active"] is True

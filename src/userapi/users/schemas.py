@@ -5,7 +5,8 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from userapi.core.validation import Email, FullName, LoginPassword, NewPassword
 from userapi.users.constants import Role
@@ -44,9 +45,17 @@ class UserSelfUpdate(_Input):
 
 
 class UserUpdate(_Input):
-    role: Role | None = None
-    is_active: bool | None = None
+    # Absent means "leave as is"; an explicit null is refused (a role or status cannot be unset).
+    role: Role | SkipJsonSchema[None] = None
+    is_active: bool | SkipJsonSchema[None] = None
     full_name: FullName | None = None
+
+    @field_validator("role", "is_active", mode="before")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        if value is None:
+            raise ValueError("must not be null; leave the field out to keep it")
+        return value
 
 
 class PasswordChange(_Input):
