@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import time
-import uuid
 from typing import Any
 
 import httpx
@@ -185,10 +184,10 @@ async def test_another_key_is_401(client: httpx.AsyncClient, good_claims: dict[s
         ("typ", "refresh"),
         ("typ", "ACCESS"),
         ("sub", "not-a-uuid"),
-        ("sub", str(uuid.uuid4())),
+        ("sub", "7d3f2b9c-1e4a-4c8b-9a55-0f6e2d1c3b4a"),  # fixed: ids must match across xdist workers
         ("ver", "0"),
         ("ver", 99),
-        ("sid", str(uuid.uuid4())),
+        ("sid", "5e1c9a7d-2b3f-4d6e-8a1b-9c0d7e6f5a4b"),
         ("sid", "not-a-uuid"),
         ("exp", "tomorrow"),
     ],

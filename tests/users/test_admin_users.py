@@ -168,6 +168,8 @@ async def test_list_bad_query_is_422(
 
 
 NOW = "2024-05-01T12:00:00+00:00"
+# Fixed, so parametrized ids are the same in every pytest-xdist worker.
+SOME_ID = "0b8a3e4e-8d0a-4f55-9f6c-2f8f1c2a7b11"
 
 
 @pytest.mark.parametrize(
@@ -188,11 +190,11 @@ NOW = "2024-05-01T12:00:00+00:00"
         b64(json.dumps([NOW, 5]).encode()),
         b64(json.dumps([NOW, [1, 2]]).encode()),
         b64(json.dumps([NOW, None]).encode()),
-        b64(json.dumps([5, str(uuid.uuid4())]).encode()),
-        b64(json.dumps(["yesterday", str(uuid.uuid4())]).encode()),
-        b64(json.dumps(["2024-05-01T12:00:00", str(uuid.uuid4())]).encode()),  # no time zone
-        b64(json.dumps(["0001-01-01T00:00:00+14:00", str(uuid.uuid4())]).encode()),  # before year 1 in UTC
-        b64(json.dumps([NOW, str(uuid.uuid4()), "extra"]).encode()),
+        b64(json.dumps([5, SOME_ID]).encode()),
+        b64(json.dumps(["yesterday", SOME_ID]).encode()),
+        b64(json.dumps(["2024-05-01T12:00:00", SOME_ID]).encode()),  # no time zone
+        b64(json.dumps(["0001-01-01T00:00:00+14:00", SOME_ID]).encode()),  # before year 1 in UTC
+        b64(json.dumps([NOW, SOME_ID, "extra"]).encode()),
     ],
 )
 async def test_forged_cursor_is_422(client: httpx.AsyncClient, admin: Account, cursor: str) -> None:
@@ -311,7 +313,7 @@ async def test_get_unknown_user_is_404(client: httpx.AsyncClient, admin: Account
     }
 
 
-@pytest.mark.parametrize("bad_id", ["abc", "123", "not-a-uuid-at-all", str(uuid.uuid4())[:-1]])
+@pytest.mark.parametrize("bad_id", ["abc", "123", "not-a-uuid-at-all", SOME_ID[:-1]])
 async def test_get_non_uuid_is_422(client: httpx.AsyncClient, admin: Account, bad_id: str) -> None:
     body = assert_problem(await client.get(f"{USERS}/{bad_id}", headers=admin.headers), 422, "invalid_input")
     assert body["errors"][0]["loc"] == ["path", "user_id"]
@@ -584,7 +586,7 @@ async def test_patch_me_changes_full_name(
         {"full_name": "Sneaky", "is_active": False},
         {"full_name": "Sneaky", "email": "new@example.com"},
         {"full_name": "Sneaky", "password": "new password here"},
-        {"full_name": "Sneaky", "id": str(uuid.uuid4())},
+        {"full_name": "Sneaky", "id": SOME_ID},
         {"full_name": "a\x00b"},
         {"full_name": "x" * 201},
         {"full_name": 42},
