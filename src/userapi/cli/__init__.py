@@ -5,19 +5,23 @@ from __future__ import annotations
 import asyncio
 import glob
 import os
+import signal
 import socket
 import tempfile
-from typing import Annotated
+from types import FrameType
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
-from sqlalchemy.pool import NullPool
+
+if TYPE_CHECKING:
+    from userapi.db.migrate import MigrationStep
 
 from userapi.cli import accounts, db
 from userapi.cli._common import CliError, one_line_errors, settings_with_database
 from userapi.core.config import to_async_url
-from userapi.db import migrate as migrations
+
+# Heavy modules (SQLAlchemy, Alembic, uvicorn, the app) are imported inside the commands that
+# need them: `userapi --help` and `userapi db url` should answer at once.
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 app.add_typer(db.app, name="db")
@@ -46,7 +50,16 @@ def _prepare_multiprocess_metrics() -> None:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
 
 
+def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
 async def _missing_revisions(async_url: str) -> list[str]:
+    from sqlalchemy.ext.asyncio import create_async_engine
+    from sqlalchemy.pool import NullPool
+
+    from userapi.db import migrate as migrations
+
     engine = create_async_engine(async_url, poolclass=NullPool)
     try:
         async with engine.connect() as conn:
@@ -82,6 +95,8 @@ def serve(
     _check_port_free(host, port)
     if workers > 1:
         _prepare_multiprocess_metrics()
+    from sqlalchemy.engine import make_url
+
     shown = make_url(settings.database_url or "").render_as_string(hide_password=True)
     typer.echo(f"userapi {settings.environment.value}, {workers} worker(s)")
     typer.echo(f"  API       http://{host}:{port}/api/v1")
@@ -89,6 +104,10 @@ def serve(
     typer.echo(f"  database  {shown}")
     import uvicorn  # here: migrate and the db commands need not import the web server
 
+    # uvicorn drains on SIGTERM, then restores the previous handler and raises the signal again;
+    # with the default one the process would die of it (status -15, 143 in a shell) after a clean
+    # stop. (With --workers, the supervisor handles SIGTERM itself and returns normally.)
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     uvicorn.run(
         "userapi.main:app_from_env",
         factory=True,
@@ -111,6 +130,8 @@ def migrate(
 ) -> None:
     """Upgrade the database (to head by default), holding an advisory lock."""
     settings = settings_with_database()
+    from userapi.db import migrate as migrations
+
     _run_migration(migrations.upgrade, to_async_url(settings.database_url or ""), revision)
 
 
@@ -121,10 +142,12 @@ def downgrade(
 ) -> None:
     """Downgrade the database by one revision, or to --revision (`base` empties it)."""
     settings = settings_with_database()
+    from userapi.db import migrate as migrations
+
     _run_migration(migrations.downgrade, to_async_url(settings.database_url or ""), revision)
 
 
-def _run_migration(step: migrations.MigrationStep, url: str, revision: str) -> None:
+def _run_migration(step: MigrationStep, url: str, revision: str) -> None:
     try:
         step(url, revision, typer.echo)
     except Exception as exc:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
-import asyncpg
 import typer
 from pydantic import ValidationError
-from sqlalchemy.exc import DBAPIError
 
 from userapi.core.config import ConfigError, Environment, Settings, get_settings, to_async_url
 
@@ -32,22 +31,37 @@ def one_line_errors(func: Callable[P, R]) -> Callable[P, R]:
 
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        from userapi.db.embedded import EmbeddedPostgresError
-
         try:
             return func(*args, **kwargs)
-        except ValidationError as exc:
-            raise fail(describe_validation_error(exc)) from None
-        except (CliError, ConfigError, EmbeddedPostgresError) as exc:
-            raise fail(str(exc)) from None
-        except DBAPIError as exc:
-            raise fail(f"database error: {first_line(exc.orig)}") from None
-        except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
-            raise fail(f"cannot reach the database: {first_line(exc)}") from None
         except KeyboardInterrupt:
             raise typer.Exit(130) from None
+        except Exception as exc:
+            message = _expected_failure(exc)
+            if message is None:
+                raise
+            raise fail(message) from None
 
     return wrapper
+
+
+def _expected_failure(exc: Exception) -> str | None:
+    """The one line to print for an expected failure; None for a bug (which keeps its traceback)."""
+    from userapi.db.embedded import EmbeddedPostgresError
+
+    if isinstance(exc, ValidationError):
+        return describe_validation_error(exc)
+    if isinstance(exc, CliError | ConfigError | EmbeddedPostgresError):
+        return str(exc)
+    # Driver errors can only have been raised if the driver was imported: no import just to check.
+    sa_exc = sys.modules.get("sqlalchemy.exc")
+    if sa_exc is not None and isinstance(exc, sa_exc.DBAPIError):
+        return f"database error: {first_line(exc.orig)}"
+    asyncpg = sys.modules.get("asyncpg")
+    if asyncpg is not None and isinstance(exc, asyncpg.PostgresError):
+        return f"database error: {first_line(exc)}"
+    if isinstance(exc, OSError | TimeoutError):
+        return f"cannot reach the database: {first_line(exc)}"
+    return None
 
 
 def first_line(exc: object) -> str:

@@ -5,12 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import typer
-from sqlalchemy.ext.asyncio import create_async_engine
-from sqlalchemy.pool import NullPool
 
 from userapi.cli._common import load_settings, one_line_errors, resolve_database_url
 from userapi.core.config import to_async_url
-from userapi.db import migrate as migrations
 from userapi.db.embedded import EmbeddedPostgres
 
 app = typer.Typer(no_args_is_help=True, help="The database: embedded cluster and migration history.")
@@ -60,6 +57,11 @@ def url() -> None:
 @one_line_errors
 def history() -> None:
     """Print which migrations ran and when (the schema_migrations table)."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+    from sqlalchemy.pool import NullPool
+
+    from userapi.db import migrate as migrations
+
     database_url = resolve_database_url(load_settings())
 
     async def read() -> list[migrations.HistoryRow]:

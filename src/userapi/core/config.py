@@ -9,7 +9,6 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from sqlalchemy.engine import make_url
 
 # Every resource of the public HTTP API lives under this prefix (versioned).
 API_PREFIX = "/api/v1"
@@ -30,6 +29,8 @@ class ConfigError(ValueError):
 
 def to_async_url(url: str) -> str:
     """Turn the plain `postgresql://` URL every tool uses into the asyncpg driver URL."""
+    from sqlalchemy.engine import make_url  # here: the CLI's start-up should not pay for SQLAlchemy
+
     try:
         parsed = make_url(url)
     except Exception as exc:  # sqlalchemy raises ArgumentError with a long text
