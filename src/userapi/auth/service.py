@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import binascii
 import uuid
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from userapi.core.security import (
     new_opaque_token,
     opaque_token_hash,
 )
+from userapi.core.validation import decode_cursor_bytes, encode_cursor_bytes
 from userapi.users.constants import Role
 from userapi.users.models import User
 from userapi.users.service import UserService
@@ -45,7 +45,7 @@ _LOGIN_OUTCOMES = {
 
 def _decode_event_cursor(cursor: str) -> int:
     try:
-        value = int(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii"))
+        value = int(decode_cursor_bytes(cursor).decode("ascii"))
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise InvalidInput("The cursor is not one this service issued") from None
     # Event ids are BIGINT: a forged cursor outside that range would reach the driver as a 500.
@@ -197,7 +197,7 @@ class AuthService:
         )
         if len(rows) > limit:
             rows = rows[:limit]
-            return rows, base64.urlsafe_b64encode(str(rows[-1].id).encode()).decode().rstrip("=")
+            return rows, encode_cursor_bytes(str(rows[-1].id).encode())
         return rows, None
 
     # --- admin changes with security effects -----------------------------------------------

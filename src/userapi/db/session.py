@@ -103,6 +103,9 @@ async def fetchrow(session: AsyncSession, sql: str, *args: object) -> asyncpg.Re
         asyncpg.AdminShutdownError,
         asyncpg.CrashShutdownError,
         asyncpg.CannotConnectNowError,
+        # Seen when the server ends a pooled connection: its FATAL message leaves the protocol
+        # mid-error before the closed socket is noticed ("cannot switch to state 12 ...").
+        asyncpg.InternalClientError,
     ) as exc:
         await connection.invalidate(exc)
         # Connections pooled alongside it are just as dead after a server restart.

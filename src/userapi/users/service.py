@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import binascii
 import uuid
 from datetime import UTC, datetime
@@ -10,6 +9,7 @@ from datetime import UTC, datetime
 import orjson
 
 from userapi.core.security import PasswordHasher
+from userapi.core.validation import decode_cursor_bytes, encode_cursor_bytes
 from userapi.users.constants import Role
 from userapi.users.exceptions import EmailTaken, InvalidCursor, LastAdmin, UserNotFound
 from userapi.users.models import User
@@ -17,14 +17,12 @@ from userapi.users.repository import UserRepository
 
 
 def encode_cursor(user: User) -> str:
-    raw = orjson.dumps([user.created_at.isoformat(), str(user.id)])
-    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+    return encode_cursor_bytes(orjson.dumps([user.created_at.isoformat(), str(user.id)]))
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created_at, user_id = orjson.loads(raw)
+        created_at, user_id = orjson.loads(decode_cursor_bytes(cursor))
         if not isinstance(created_at, str) or not isinstance(user_id, str):
             raise TypeError("cursor parts must be strings")  # uuid.UUID(5) raises AttributeError
         parsed = datetime.fromisoformat(created_at)
