@@ -18,18 +18,20 @@ from userapi.users.models import User
 from userapi.users.repository import UserRepository
 from userapi.users.service import UserService
 
+# Dependencies are `async def` even when they do not await: FastAPI runs plain `def`
+# dependencies in a worker thread, a costly hop on every request.
 # auto_error=False: a missing token becomes our own 401 problem document.
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
 
 
-def get_user_service(request: Request, session: SessionDep) -> UserService:
+async def get_user_service(request: Request, session: SessionDep) -> UserService:
     return UserService(UserRepository(session), request.app.state.hasher)
 
 
 UserServiceDep = Annotated[UserService, Depends(get_user_service)]
 
 
-def get_auth_service(request: Request, session: SessionDep, users: UserServiceDep) -> AuthService:
+async def get_auth_service(request: Request, session: SessionDep, users: UserServiceDep) -> AuthService:
     state = request.app.state
     return AuthService(
         AuthRepository(session), users, state.hasher, state.tokens, state.throttle, state.settings
@@ -66,7 +68,7 @@ def client_ip(request: Request) -> str:
     return peer
 
 
-def get_client(request: Request) -> ClientInfo:
+async def get_client(request: Request) -> ClientInfo:
     agent = request.headers.get("user-agent")
     return ClientInfo(ip=client_ip(request), user_agent=agent[:512] if agent else None)
 
