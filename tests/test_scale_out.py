@@ -12,6 +12,9 @@ from tests.helpers import API, PASSWORD, running_server, server_env, unique_emai
 from tests.pgbouncer import pgbouncer
 from tests.redis_server import redis_server
 
+# Generous: these run while the machine is busy with the rest of the suite.
+HTTP = httpx.Client(timeout=30)
+
 
 @pytest.fixture(scope="module")
 def two_servers(database_url: str) -> Iterator[tuple[str, str]]:
@@ -30,22 +33,22 @@ def two_servers(database_url: str) -> Iterator[tuple[str, str]]:
 def _signed_in(base: str, email: str | None = None) -> tuple[str, dict[str, str]]:
     email = email or unique_email("scale")
     assert (
-        httpx.post(f"{base}{API}/auth/register", json={"email": email, "password": PASSWORD}).status_code
+        HTTP.post(f"{base}{API}/auth/register", json={"email": email, "password": PASSWORD}).status_code
         == 201
     )
-    tokens = httpx.post(f"{base}{API}/auth/login", json={"email": email, "password": PASSWORD}).json()
+    tokens = HTTP.post(f"{base}{API}/auth/login", json={"email": email, "password": PASSWORD}).json()
     return email, tokens
 
 
 def _me(base: str, access: str) -> int:
-    return httpx.get(f"{base}{API}/users/me", headers={"Authorization": f"Bearer {access}"}).status_code
+    return HTTP.get(f"{base}{API}/users/me", headers={"Authorization": f"Bearer {access}"}).status_code
 
 
 def test_a_token_from_one_process_works_on_the_other(two_servers: tuple[str, str]) -> None:
     a, b = two_servers
     _, tokens = _signed_in(a)
     assert _me(b, tokens["access_token"]) == 200
-    refreshed = httpx.post(f"{b}{API}/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    refreshed = HTTP.post(f"{b}{API}/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
     assert refreshed.status_code == 200
     assert _me(a, refreshed.json()["access_token"]) == 200
 
@@ -54,18 +57,18 @@ def test_logout_on_one_ends_the_session_on_the_other(two_servers: tuple[str, str
     a, b = two_servers
     _, tokens = _signed_in(a)
     assert (
-        httpx.post(f"{a}{API}/auth/logout", json={"refresh_token": tokens["refresh_token"]}).status_code
+        HTTP.post(f"{a}{API}/auth/logout", json={"refresh_token": tokens["refresh_token"]}).status_code
         == 204
     )
     assert _me(b, tokens["access_token"]) == 401
-    again = httpx.post(f"{b}{API}/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    again = HTTP.post(f"{b}{API}/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
     assert again.status_code == 401
 
 
 def test_password_change_on_one_ends_sessions_on_the_other(two_servers: tuple[str, str]) -> None:
     a, b = two_servers
     _, tokens = _signed_in(a)
-    changed = httpx.post(
+    changed = HTTP.post(
         f"{a}{API}/users/me/password",
         json={"current_password": PASSWORD, "new_password": "another long passphrase"},
         headers={"Authorization": f"Bearer {tokens['access_token']}"},
@@ -85,19 +88,19 @@ def test_role_change_and_deactivation_take_effect_on_the_other(
     assert promoted.returncode == 0, promoted.stderr
     admin = {"Authorization": f"Bearer {admin_tokens['access_token']}"}
     # The promotion is read from the database on the next request, on either process.
-    assert httpx.get(f"{b}{API}/users", headers=admin).status_code == 200
+    assert HTTP.get(f"{b}{API}/users", headers=admin).status_code == 200
     _, user_tokens = _signed_in(a)
-    user_id = httpx.get(
+    user_id = HTTP.get(
         f"{a}{API}/users/me", headers={"Authorization": f"Bearer {user_tokens['access_token']}"}
     ).json()["id"]
     user = {"Authorization": f"Bearer {user_tokens['access_token']}"}
-    assert httpx.get(f"{b}{API}/users", headers=user).status_code == 403
-    assert httpx.patch(f"{a}{API}/users/{user_id}", json={"role": "admin"}, headers=admin).status_code == 200
-    assert httpx.get(f"{b}{API}/users", headers=user).status_code == 200
-    assert httpx.patch(f"{a}{API}/users/{user_id}", json={"role": "user"}, headers=admin).status_code == 200
-    assert httpx.get(f"{b}{API}/users", headers=user).status_code == 403
+    assert HTTP.get(f"{b}{API}/users", headers=user).status_code == 403
+    assert HTTP.patch(f"{a}{API}/users/{user_id}", json={"role": "admin"}, headers=admin).status_code == 200
+    assert HTTP.get(f"{b}{API}/users", headers=user).status_code == 200
+    assert HTTP.patch(f"{a}{API}/users/{user_id}", json={"role": "user"}, headers=admin).status_code == 200
+    assert HTTP.get(f"{b}{API}/users", headers=user).status_code == 403
     assert (
-        httpx.patch(f"{b}{API}/users/{user_id}", json={"is_active": False}, headers=admin).status_code == 200
+        HTTP.patch(f"{b}{API}/users/{user_id}", json={"is_active": False}, headers=admin).status_code == 200
     )
     assert _me(a, user_tokens["access_token"]) == 401
 
@@ -106,16 +109,16 @@ def test_throttling_counts_across_both(two_servers: tuple[str, str]) -> None:
     a, b = two_servers
     email = unique_email("throttle")
     assert (
-        httpx.post(f"{a}{API}/auth/register", json={"email": email, "password": PASSWORD}).status_code == 201
+        HTTP.post(f"{a}{API}/auth/register", json={"email": email, "password": PASSWORD}).status_code == 201
     )
     statuses = [
-        httpx.post(
+        HTTP.post(
             f"{base}{API}/auth/login", json={"email": email, "password": "wrong password!"}
         ).status_code
         for base in (a, b, a)
     ]
     assert statuses == [401, 401, 401]
-    fourth = httpx.post(f"{b}{API}/auth/login", json={"email": email, "password": "wrong password!"})
+    fourth = HTTP.post(f"{b}{API}/auth/login", json={"email": email, "password": "wrong password!"})
     assert fourth.status_code == 429
     assert int(fourth.headers["retry-after"]) >= 1
 

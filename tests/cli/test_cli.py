@@ -96,9 +96,9 @@ def test_migration_failure_is_one_line(empty_database_url: str, server_url: str)
 
 def test_real_server_answers_ready_and_docs(database_url: str) -> None:
     with running_server(server_env(database_url)) as base:
-        assert httpx.get(f"{base}/health/ready").status_code == 200
-        assert httpx.get(f"{base}/docs").status_code == 200
-        spec = httpx.get(f"{base}/openapi.json").json()
+        assert httpx.get(f"{base}/health/ready", timeout=30).status_code == 200
+        assert httpx.get(f"{base}/docs", timeout=30).status_code == 200
+        spec = httpx.get(f"{base}/openapi.json", timeout=30).json()
         assert "/api/v1/auth/login" in spec["paths"]
 
 

@@ -113,8 +113,8 @@ async def test_access_log_is_json_and_carries_no_secret(
 def test_metrics_aggregate_across_two_workers(database_url: str) -> None:
     with running_server(server_env(database_url), "--workers", "2") as base:
         for _ in range(40):  # a new connection each time, spread over both workers
-            assert httpx.get(f"{base}/health/live").status_code == 200
-        text = httpx.get(f"{base}/metrics").text
+            assert httpx.get(f"{base}/health/live", timeout=30).status_code == 200
+        text = httpx.get(f"{base}/metrics", timeout=30).text
     labels = {"method": "GET", "route": "/health/live", "status": "200"}
     assert _sample(text, "userapi_http_requests_total", **labels) == 40
     # Samples from two processes (pid label present only in multiprocess files' gauges).
