@@ -57,8 +57,7 @@ def test_logout_on_one_ends_the_session_on_the_other(two_servers: tuple[str, str
     a, b = two_servers
     _, tokens = _signed_in(a)
     assert (
-        HTTP.post(f"{a}{API}/auth/logout", json={"refresh_token": tokens["refresh_token"]}).status_code
-        == 204
+        HTTP.post(f"{a}{API}/auth/logout", json={"refresh_token": tokens["refresh_token"]}).status_code == 204
     )
     assert _me(b, tokens["access_token"]) == 401
     again = HTTP.post(f"{b}{API}/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
@@ -112,9 +111,7 @@ def test_throttling_counts_across_both(two_servers: tuple[str, str]) -> None:
         HTTP.post(f"{a}{API}/auth/register", json={"email": email, "password": PASSWORD}).status_code == 201
     )
     statuses = [
-        HTTP.post(
-            f"{base}{API}/auth/login", json={"email": email, "password": "wrong password!"}
-        ).status_code
+        HTTP.post(f"{base}{API}/auth/login", json={"email": email, "password": "wrong password!"}).status_code
         for base in (a, b, a)
     ]
     assert statuses == [401, 401, 401]
