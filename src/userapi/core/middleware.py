@@ -20,7 +20,11 @@ class _BodyTooLarge(HTTPException):
 
 
 class BodySizeLimit:
-    """Refuses bodies over `max_bytes` with 413, by Content-Length up front or while streaming."""
+    """Refuses bodies over `max_bytes` with 413, by Content-Length up front or while streaming.
+
+    Starlette 1.x has a `max_body_size` of its own, but it answers `text/plain` (every error
+    here is a problem document) and checks Content-Length only once the body is read.
+    """
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
