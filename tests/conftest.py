@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionma
 from tests.helpers import PASSWORD, bearer, login, make_settings, random_name, register, unique_email
 from userapi.core.config import Settings, to_async_url
 from userapi.db import migrate
+from userapi.db.reads import bind_to_connection, bind_to_engine
 from userapi.db.session import build_engine, build_sessionmaker
 from userapi.main import create_app
 from userapi.users.constants import Role
@@ -129,7 +130,9 @@ def build_test_app(settings: Settings, engine: AsyncEngine, conn: AsyncConnectio
     app.state.engine = engine
     if conn is None:
         app.state.sessionmaker = build_sessionmaker(engine)
+        bind_to_engine(app.state.reads, engine)
     else:
+        bind_to_connection(app.state.reads, conn)
         app.state.sessionmaker = async_sessionmaker(
             bind=conn,
             expire_on_commit=False,

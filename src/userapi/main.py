@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from userapi import __version__
 from userapi.api import protected_router, public_router
+from userapi.auth.service import Authenticator
 from userapi.auth.throttle import Throttle
 from userapi.core.config import Settings, get_settings
 from userapi.core.exception_handlers import install_exception_handlers
@@ -19,6 +20,7 @@ from userapi.core.metrics import track_pool
 from userapi.core.middleware import BodySizeLimit, RequestContext
 from userapi.core.openapi import install_openapi
 from userapi.core.security import PasswordHasher, TokenCodec
+from userapi.db.reads import ReadPool, bind_to_pool, create_pool
 from userapi.db.session import build_engine, build_sessionmaker
 
 
@@ -31,11 +33,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = engine
         app.state.sessionmaker = build_sessionmaker(engine)
         track_pool(engine)
+        read_pool = await create_pool(settings)
+        bind_to_pool(app.state.reads, read_pool, settings.db_pool_timeout)
         warm_up = asyncio.create_task(app.state.hasher.warm_up())
         try:
             yield
         finally:
             warm_up.cancel()
+            await read_pool.close()
             await engine.dispose()
 
     app = FastAPI(
@@ -49,6 +54,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.hasher = PasswordHasher(settings.bcrypt_rounds)
     app.state.tokens = TokenCodec(settings)
     app.state.throttle = Throttle(settings)
+    app.state.reads = ReadPool()  # bound to its pool by the lifespan (or to a test's connection)
+    app.state.authenticator = Authenticator.on(app.state.tokens, app.state.reads)
     app.state.trusted_proxies = [ipaddress.ip_network(p, strict=False) for p in settings.trusted_proxies]
     install_exception_handlers(app)
     install_openapi(app)

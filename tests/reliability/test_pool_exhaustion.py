@@ -26,7 +26,11 @@ ALLOWED = {"me": {200, 503}, "login": {200, 503}}
 @pytest.fixture(scope="module")
 def base_url(database_url: str) -> Iterator[str]:
     env = server_env(
-        database_url, DB_POOL_SIZE=str(POOL_SIZE), DB_POOL_TIMEOUT=str(POOL_TIMEOUT), **NO_THROTTLE
+        database_url,
+        DB_POOL_SIZE=str(POOL_SIZE),
+        DB_READ_POOL_SIZE=str(POOL_SIZE),  # /users/me reads through the read pool
+        DB_POOL_TIMEOUT=str(POOL_TIMEOUT),
+        **NO_THROTTLE,
     )
     with running_server(env) as base:
         yield base

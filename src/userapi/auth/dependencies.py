@@ -9,7 +9,7 @@ from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 
 from userapi.auth.repository import AuthRepository
-from userapi.auth.service import AuthService, ClientInfo
+from userapi.auth.service import Authenticator, AuthService, ClientInfo
 from userapi.core.exceptions import PermissionDenied, Unauthenticated
 from userapi.core.security import AccessClaims
 from userapi.db.session import SessionDep
@@ -77,13 +77,13 @@ ClientDep = Annotated[ClientInfo, Depends(get_client)]
 
 
 async def get_current_claims(
-    request: Request,
-    auth: AuthServiceDep,
-    token: Annotated[str | None, Depends(oauth2_scheme)],
+    request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]
 ) -> tuple[User, AccessClaims]:
+    # Deliberately no session or service here: this runs on every authenticated request.
     if not token:
         raise Unauthenticated("Sign in: send an access token as `Authorization: Bearer <token>`")
-    return await auth.authenticate(token)
+    authenticator: Authenticator = request.app.state.authenticator
+    return await authenticator.authenticate(token)
 
 
 async def get_current_user(

@@ -9,10 +9,10 @@ from typing import Any
 
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import aliased, make_transient_to_detached
 
 from userapi.auth.models import AuthEvent, RefreshToken
-from userapi.db.session import attach_loaded, fetchrow
+from userapi.db.reads import ReadPool
 from userapi.users.constants import Role
 from userapi.users.models import User
 
@@ -37,29 +37,33 @@ class SessionRow:
     ip: str | None
 
 
-class AuthRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+class CurrentUserRepository:
+    """The per-request user check: one prepared statement on the read pool (the hot path)."""
+
+    def __init__(self, reads: ReadPool) -> None:
+        self.reads = reads
 
     async def user_for_request(
         self, user_id: uuid.UUID, session_id: uuid.UUID | None
     ) -> tuple[User, bool] | None:
         """The user row and whether the token's session is still live, in one round trip.
 
-        Every authenticated request runs this, so it is one prepared statement sent straight to
-        asyncpg on the session's own connection: no SQL compilation, no result processing and no
-        BEGIN/COMMIT pair (the driver starts a transaction only for statements SQLAlchemy sends).
-        Measured under `make bench` as the largest single cost of the hot path when it went
-        through the ORM. Being on the session's connection, it still sees the request's own
-        transaction (and the tests' savepoints).
+        Returned detached: routes that change the user attach it to their session first.
         """
-        row = await fetchrow(self.session, _USER_FOR_REQUEST, user_id, session_id)
+        row = await self.reads.fetchrow(_USER_FOR_REQUEST, user_id, session_id)
         if row is None:
             return None
         values = dict(row)
         live = values.pop("live")
         values["role"] = Role(values["role"])
-        return attach_loaded(self.session, User(**values)), bool(live)
+        user = User(**values)
+        make_transient_to_detached(user)  # as if loaded: later changes are tracked as updates
+        return user, bool(live)
+
+
+class AuthRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
 
     async def add_refresh_token(
         self,

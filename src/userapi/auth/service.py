@@ -15,7 +15,7 @@ from userapi.auth.exceptions import (
     WrongCurrentPassword,
 )
 from userapi.auth.models import AuthEvent, RefreshToken
-from userapi.auth.repository import AuthRepository, SessionRow
+from userapi.auth.repository import AuthRepository, CurrentUserRepository, SessionRow
 from userapi.auth.schemas import TokenPair
 from userapi.auth.throttle import Throttle
 from userapi.core.config import Settings
@@ -29,6 +29,7 @@ from userapi.core.security import (
     opaque_token_hash,
 )
 from userapi.core.validation import decode_cursor_bytes, encode_cursor_bytes
+from userapi.db.reads import ReadPool
 from userapi.users.constants import Role
 from userapi.users.models import User
 from userapi.users.service import UserService
@@ -60,6 +61,34 @@ class ClientInfo:
     user_agent: str | None
 
 
+class Authenticator:
+    """Who is calling: the access token verified, then the account and session read (one query).
+
+    Built once per process; it holds no per-request state.
+    """
+
+    def __init__(self, tokens: TokenCodec, users: CurrentUserRepository) -> None:
+        self.tokens = tokens
+        self.users = users
+
+    @classmethod
+    def on(cls, tokens: TokenCodec, reads: ReadPool) -> Authenticator:
+        return cls(tokens, CurrentUserRepository(reads))
+
+    async def authenticate(self, access_token: str) -> tuple[User, AccessClaims]:
+        """The user behind an access token, read from the database. Raises InvalidToken."""
+        claims = self.tokens.decode_access(access_token)
+        found = await self.users.user_for_request(claims.user_id, claims.session_id)
+        if found is None:
+            raise InvalidToken("The account no longer exists")
+        user, session_live = found
+        if not user.is_active:
+            raise InvalidToken("The account is deactivated")
+        if user.token_version != claims.token_version or not session_live:
+            raise InvalidToken("The session has ended")
+        return user, claims
+
+
 class AuthService:
     def __init__(
         self,
@@ -76,21 +105,6 @@ class AuthService:
         self.tokens = tokens
         self.throttle = throttle
         self.settings = settings
-
-    # --- per-request authentication -------------------------------------------------------
-
-    async def authenticate(self, access_token: str) -> tuple[User, AccessClaims]:
-        """The user behind an access token, read from the database. Raises InvalidToken."""
-        claims = self.tokens.decode_access(access_token)
-        found = await self.repository.user_for_request(claims.user_id, claims.session_id)
-        if found is None:
-            raise InvalidToken("The account no longer exists")
-        user, session_live = found
-        if not user.is_active:
-            raise InvalidToken("The account is deactivated")
-        if user.token_version != claims.token_version or not session_live:
-            raise InvalidToken("The session has ended")
-        return user, claims
 
     # --- accounts ---------------------------------------------------------------------------
 

@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     database_url: str | None = None
     db_pool_size: int = Field(default=20, ge=1, le=1000)
     db_pool_timeout: float = Field(default=5.0, gt=0)
+    # A second, plain asyncpg pool for the per-request user check (opened lazily).
+    db_read_pool_size: int = Field(default=10, ge=1, le=1000)
     db_statement_cache_size: int = Field(default=100, ge=0)
 
     jwt_secret: str = ""

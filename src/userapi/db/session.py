@@ -5,9 +5,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated, TypeVar
+from typing import Annotated
 
-import asyncpg
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -15,12 +14,9 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import make_transient_to_detached
 
 from userapi.core.config import Settings
 from userapi.core.exceptions import AppError
-
-T = TypeVar("T")
 
 
 def _unique_statement_name() -> str:
@@ -82,42 +78,6 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
             await session.rollback()
             raise
         await session.commit()
-
-
-async def fetchrow(session: AsyncSession, sql: str, *args: object) -> asyncpg.Record | None:
-    """Run one statement straight on asyncpg, on the session's connection (for hot paths).
-
-    A lost connection is reported to SQLAlchemy (so the pool replaces it and the connections
-    pooled alongside it) and raised as the outage it is, which the error handlers answer with 503.
-    """
-    connection = await session.connection()
-    raw = await connection.get_raw_connection()
-    driver: asyncpg.Connection = raw.driver_connection
-    try:
-        return await driver.fetchrow(sql, *args)
-    except (
-        OSError,
-        asyncpg.PostgresConnectionError,
-        asyncpg.InterfaceError,
-        # The server ended this backend (fast or immediate shutdown, crash) or is not up yet.
-        asyncpg.AdminShutdownError,
-        asyncpg.CrashShutdownError,
-        asyncpg.CannotConnectNowError,
-        # Seen when the server ends a pooled connection: its FATAL message leaves the protocol
-        # mid-error before the closed socket is noticed ("cannot switch to state 12 ...").
-        asyncpg.InternalClientError,
-    ) as exc:
-        await connection.invalidate(exc)
-        # Connections pooled alongside it are just as dead after a server restart.
-        await connection.engine.dispose(close=False)
-        raise ConnectionError(f"database connection lost: {type(exc).__name__}") from exc
-
-
-def attach_loaded(session: AsyncSession, instance: T) -> T:
-    """Make an object built from a fetched row persistent in the session, as if the ORM loaded it."""
-    make_transient_to_detached(instance)
-    session.add(instance)
-    return instance
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]

@@ -70,6 +70,10 @@ class UserRepository:
         )
         return list(await self.session.scalars(stmt))
 
+    async def attach(self, user: User) -> User:
+        """The session's copy of a user read outside it (the current user), without a query."""
+        return await self.session.merge(user, load=False)
+
     async def flush(self) -> None:
         await self.session.flush()
 

@@ -84,6 +84,8 @@ class UserService:
         return rows, None
 
     async def update_profile(self, user: User, full_name: str | None) -> User:
+        """Change the caller's own name."""
+        user = await self.repository.attach(user)
         user.full_name = full_name
         await self.repository.flush()
         return user
@@ -117,7 +119,9 @@ class UserService:
         await self.repository.delete(user.id)
 
     async def set_password(self, user: User, new_password: str) -> None:
-        user.password_hash = await self.hasher.hash(new_password)
+        password_hash = await self.hasher.hash(new_password)
+        user = await self.repository.attach(user)
+        user.password_hash = password_hash
         await self.repository.flush()
 
     async def end_all_sessions(self, user: User) -> None:

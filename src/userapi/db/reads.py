@@ -1,0 +1,98 @@
+"""A plain asyncpg pool for single-statement hot reads (the per-request user check), outside the ORM."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
+import asyncpg
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from userapi.core.config import Settings
+
+Acquire = Callable[[], AbstractAsyncContextManager[asyncpg.Connection]]
+
+# What a connection the server dropped (restart, crash, shutdown) looks like from asyncpg.
+LOST_CONNECTION: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.CannotConnectNowError,
+    # Seen when the server ends a pooled connection: its FATAL message leaves the protocol
+    # mid-error before the closed socket is noticed ("cannot switch to state 12 ...").
+    asyncpg.InternalClientError,
+)
+
+
+class ReadPool:
+    """Runs one statement on a connection from `acquire`; a lost connection becomes a 503.
+
+    Why not SQLAlchemy: every authenticated request runs one primary-key select, and the
+    session, its greenlet hops and result processing cost more than the query (see bench/).
+    Bound in the app's lifespan (to an asyncpg pool) or by tests (to their own connection).
+    """
+
+    def __init__(self) -> None:
+        self._acquire: Acquire | None = None
+        self._on_lost: Callable[[], Awaitable[None]] | None = None
+
+    def bind(self, acquire: Acquire, on_lost: Callable[[], Awaitable[None]] | None = None) -> None:
+        self._acquire, self._on_lost = acquire, on_lost
+
+    async def fetchrow(self, sql: str, *args: object) -> asyncpg.Record | None:
+        assert self._acquire is not None, "ReadPool used before bind()"
+        try:
+            async with self._acquire() as connection:
+                return await connection.fetchrow(sql, *args)
+        except LOST_CONNECTION as exc:
+            if self._on_lost is not None:
+                await self._on_lost()  # the pooled siblings are just as dead after a restart
+            raise ConnectionError(f"database connection lost: {type(exc).__name__}") from exc
+
+
+async def create_pool(settings: Settings) -> asyncpg.Pool:
+    """The asyncpg pool behind ReadPool: opened lazily, at most DB_READ_POOL_SIZE connections."""
+    dsn = make_url(settings.async_database_url).set(drivername="postgresql")
+    return await asyncpg.create_pool(
+        dsn=dsn.render_as_string(hide_password=False),
+        min_size=0,
+        max_size=settings.db_read_pool_size,
+        max_inactive_connection_lifetime=300,
+        timeout=settings.db_pool_timeout,
+        command_timeout=30,
+        statement_cache_size=settings.db_statement_cache_size,
+        server_settings={"application_name": "userapi"},
+    )
+
+
+def bind_to_pool(reads: ReadPool, pool: asyncpg.Pool, timeout: float) -> None:
+    async def expire() -> None:
+        await pool.expire_connections()
+
+    reads.bind(lambda: pool.acquire(timeout=timeout), expire)
+
+
+def bind_to_connection(reads: ReadPool, connection: AsyncConnection) -> None:
+    """Tests: read through the test's own connection, so its uncommitted rows are seen."""
+
+    @asynccontextmanager
+    async def acquire() -> AsyncIterator[asyncpg.Connection]:
+        raw = await connection.get_raw_connection()
+        yield raw.driver_connection
+
+    reads.bind(acquire)
+
+
+def bind_to_engine(reads: ReadPool, engine: AsyncEngine) -> None:
+    """Tests with real commits: a connection from the engine's pool per read."""
+
+    @asynccontextmanager
+    async def acquire() -> AsyncIterator[asyncpg.Connection]:
+        async with engine.connect() as connection:
+            raw = await connection.get_raw_connection()
+            yield raw.driver_connection
+
+    reads.bind(acquire)
