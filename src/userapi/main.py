@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from userapi import __version__
-from userapi.api import protected_router, public_router
+from userapi.api import include_routes
 from userapi.auth.service import Authenticator
 from userapi.auth.throttle import Throttle
 from userapi.core.config import Settings, get_settings
@@ -59,8 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.trusted_proxies = [ipaddress.ip_network(p, strict=False) for p in settings.trusted_proxies]
     install_exception_handlers(app)
     install_openapi(app)
-    app.include_router(public_router)
-    app.include_router(protected_router)
+    include_routes(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     # Added last, so outermost: it sees every response, the 413s included.
     app.add_middleware(RequestContext, access_log=settings.access_log)
