@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import ipaddress
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -36,6 +37,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         read_pool = await create_pool(settings)
         bind_to_pool(app.state.reads, read_pool, settings.db_pool_timeout)
         warm_up = asyncio.create_task(app.state.hasher.warm_up())
+        # What start-up made lives as long as the process: move it out of the collector's way,
+        # so full collections stop walking it (they stalled requests ~75 ms under load).
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:

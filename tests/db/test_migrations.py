@@ -207,3 +207,8 @@ def test_two_migrate_processes_at_once_on_an_empty_database(empty_database_url: 
     assert history.returncode == 0, history.stderr
     lines = [line for line in history.stdout.splitlines()[1:] if line.strip()]
     assert [line.split()[0] for line in lines] == ["0001", "0002", "0003"]
+
+
+def test_cheap_head_reading_agrees_with_alembic() -> None:
+    # Readiness reads the head from the version files without Alembic; both must agree.
+    assert migrate.head_revisions() == migrate.alembic_head_revisions() == {HEAD}

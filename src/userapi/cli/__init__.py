@@ -120,6 +120,8 @@ def serve(
         log_level=settings.log_level.lower(),
         proxy_headers=False,  # the client IP is decided by TRUSTED_PROXIES, not by uvicorn
         timeout_graceful_shutdown=20,
+        # A worker still importing on a busy machine is not dead: uvicorn's 5 s default killed some.
+        timeout_worker_healthcheck=30,
     )
 
 
