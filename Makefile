@@ -44,6 +44,15 @@ pytest: install
 
 test: lint typecheck pytest
 
+# Load scenarios against a bare-ASGI floor (bench/README.md); BENCH_ARGS=--quick for a smoke run.
+bench: install
+	$(RUN) python -m bench.run $(BENCH_ARGS)
+
+# Mixed load for SOAK_SECONDS (300) against SOAK_WORKERS (2) workers; fails on unexpected statuses,
+# memory or connection growth (bench/soak.py). Outside CI.
+soak: install
+	$(RUN) python -m bench.soak
+
 clean-data:
 	-$(RUN) userapi db stop
 	rm -rf .data
