@@ -18,10 +18,11 @@ from userapi.users.models import User
 from userapi.users.repository import UserRepository
 from userapi.users.service import UserService
 
-# Dependencies are `async def` even when they do not await: FastAPI runs plain `def`
-# dependencies in a worker thread, a costly hop on every request.
 # auto_error=False: a missing token becomes our own 401 problem document.
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
+
+# The dependencies below are `async def` even when they do not await: FastAPI runs plain `def`
+# dependencies in a worker thread, a costly hop on every request.
 
 
 async def get_user_service(request: Request, session: SessionDep) -> UserService:
