@@ -364,22 +364,23 @@ def resource_checks(samples: list[Sample], warmup_end: float, pool_limit: int) -
             Check(f"worker {pid} memory", growth <= RSS_GROWTH_LIMIT, f"{growth:+.1%} from warm-up to end")
         )
     peak = max(s.connections for s in samples)
-    # The pools open connections lazily and are bounded, so a leak shows as a count that keeps
-    # climbing: the second half after warm-up must not exceed the first half's peak.
+    # The pools are bounded and open connections lazily, so the count wanders with the load
+    # (its peak creeps up as rarer overlaps of slow logins occur). A leak climbs steadily: the
+    # typical (median) count of the second half after warm-up must stay within one of the first's.
     middle = warm.at + (end.at - warm.at) / 2
-    first_half = max(s.connections for s in samples if warm.at <= s.at <= middle)
-    second_half = max(s.connections for s in samples if s.at > middle)
+    first_half = statistics.median(s.connections for s in samples if warm.at <= s.at <= middle)
+    second_half = statistics.median(s.connections for s in samples if s.at > middle)
     rows.append(
         f"| database connections | {warm_connections} | {end.connections} | "
-        f"{end.connections - warm_connections:+d} | 2nd half peak {second_half} <= 1st half peak "
-        f"{first_half}; peak {peak} <= {pool_limit} (pools) |"
+        f"{end.connections - warm_connections:+d} | median 2nd half {second_half:g} <= 1st half "
+        f"{first_half:g} + 1; peak {peak} <= {pool_limit} (pools) |"
     )
     checks.append(
         Check(
             "database connections",
-            second_half <= first_half and peak <= pool_limit,
+            second_half <= first_half + 1 and peak <= pool_limit,
             f"{warm_connections} after warm-up, {end.connections} at the end, peak {peak}; "
-            f"after warm-up: first half peak {first_half}, second half peak {second_half}",
+            f"median after warm-up: first half {first_half:g}, second half {second_half:g}",
         )
     )
     rows.append(f"\nsamples: {len(samples)}, warm-up ends at {warm.at:.0f}s, last at {end.at:.0f}s")
