@@ -68,9 +68,3 @@ class Throttled(AppError):
     def __init__(self, retry_after: int, detail: str | None = None) -> None:
         self.retry_after = max(1, retry_after)
         super().__init__(detail or f"Too many attempts; retry in {self.retry_after} seconds")
-
-
-class ServiceUnavailable(AppError):
-    status_code = 503
-    code = "service_unavailable"
-    title = "Service unavailable"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 import secrets
 import time
 import uuid
@@ -154,7 +153,3 @@ def new_opaque_token() -> str:
 def opaque_token_hash(token: str) -> bytes:
     """How refresh tokens are stored: only their SHA-256."""
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
-
-
-def constant_time_equal(a: bytes, b: bytes) -> bool:
-    return hmac.compare_digest(a, b)

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, tuple_, update
+from sqlalchemy import delete, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
@@ -91,6 +91,3 @@ class UserRepository:
 
     async def delete(self, user_id: uuid.UUID) -> None:
         await self.session.execute(delete(User).where(User.id == user_id))
-
-    async def count(self) -> int:
-        return int(await self.session.scalar(select(func.count()).select_from(User)) or 0)
