@@ -1,17 +1,14 @@
-"""Manage a private PostgreSQL cluster under a project directory from the machine's server binaries."""
+"""The EmbeddedPostgres cluster: locking, ports, status, initdb, start, stop and readiness."""
 
 from __future__ import annotations
 
 import fcntl
 import hashlib
 import os
-import pwd
-import re
 import secrets
 import shutil
 import socket
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,29 +16,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
+from userapi.db.embedded._binaries import (
+    _NOT_FOUND,
+    EmbeddedPostgresError,
+    _clean_env,
+    _last_meaningful,
+    _service_user,
+    _tool,
+    _write_private,
+    ensure_server_binaries,
+    find_server_bindir,
+)
+
 HOST = "127.0.0.1"
 SUPERUSER = "userapi"
-SERVICE_USER = "userapi-pg"
 # As root the cluster lives here: initdb/postgres refuse root, and the service user they run as
 # cannot reach a checkout under a private home such as /root (mode 700).
 ROOT_MODE_BASE = Path("/var/lib/userapi-pg")
 READY_TIMEOUT = 30
-_SERVER_TOOLS = ("initdb", "pg_ctl", "postgres")
-_INSTALL = [["apt-get", "update"], ["apt-get", "install", "-y", "postgresql", "postgresql-contrib"]]
-_USERADD = [
-    "useradd",
-    "--system",
-    "--user-group",
-    "--no-create-home",
-    "--shell",
-    "/usr/sbin/nologin",
-]
 Env = dict[str, str]
 Completed = subprocess.CompletedProcess[str]
-_NOT_FOUND = (
-    "PostgreSQL server binaries not found: install them (Debian: apt-get install -y postgresql), "
-    "set DATABASE_URL to an existing server, or run `docker compose up`."
-)
 _NOT_RUNNING = "the embedded database is not running: run `userapi db start`"
 # A throwaway dev/test cluster: durability is traded for speed; tests and benches open many connections.
 _CONFIG = """
@@ -56,10 +50,6 @@ full_page_writes = off
 """
 
 
-class EmbeddedPostgresError(Exception):
-    """A failure to report to the user as one line, without a traceback."""
-
-
 @dataclass(frozen=True)
 class ClusterStatus:
     running: bool
@@ -67,93 +57,6 @@ class ClusterStatus:
     port: int | None
     pid: int | None
     url: str | None
-
-
-def _has_server(bindir: Path) -> bool:
-    return all(os.access(bindir / tool, os.X_OK) for tool in _SERVER_TOOLS)
-
-
-def _version_key(path: Path) -> tuple[int, ...]:
-    return tuple(int(n) for n in re.findall(r"\d+", path.parent.name))
-
-
-def find_server_bindir() -> Path | None:
-    """The directory holding initdb, pg_ctl and postgres, or None."""
-    candidates: list[Path] = []
-    if pg_config := shutil.which("pg_config"):
-        try:
-            out = subprocess.run(
-                [pg_config, "--bindir"], capture_output=True, text=True, timeout=10, check=True
-            )
-            candidates.append(Path(out.stdout.strip()))
-        except (OSError, subprocess.SubprocessError):
-            pass
-    if initdb := shutil.which("initdb"):
-        # Resolve first: a symlink such as /usr/local/bin/initdb sits apart from psql and pg_isready.
-        candidates += [Path(initdb).resolve().parent, Path(initdb).parent]
-    candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=_version_key, reverse=True)
-    return next((c for c in candidates if _has_server(c)), None)
-
-
-def ensure_server_binaries() -> Path:
-    """Find the server binaries, installing them with apt-get when running as root on Debian."""
-    if (found := find_server_bindir()) is not None:
-        return found
-    if os.geteuid() == 0 and shutil.which("apt-get"):
-        log = Path(tempfile.gettempdir()) / "userapi-postgresql-install.log"
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        with log.open("w") as out:
-            for cmd in _INSTALL:
-                proc = subprocess.run(
-                    cmd,
-                    check=False,
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    env=env,
-                )
-                if proc.returncode != 0:
-                    reason = _last_meaningful(log.read_text(errors="replace"))
-                    raise EmbeddedPostgresError(f"`{' '.join(cmd)}` failed (see {log}): {reason}")
-        if (found := find_server_bindir()) is not None:
-            return found
-    raise EmbeddedPostgresError(_NOT_FOUND)
-
-
-def _tool(bindir: Path, name: str) -> str:
-    # Client tools normally sit next to the server ones; some layouts only have them on PATH.
-    if (bindir / name).exists():
-        return str(bindir / name)
-    if found := shutil.which(name):
-        return found
-    raise EmbeddedPostgresError(
-        f"{name} not found in {bindir} or on PATH: install the PostgreSQL client tools"
-    )
-
-
-_LEVEL = re.compile(r"\b(PANIC|FATAL|ERROR|E|LOG|WARNING|DETAIL|HINT):\s+(.*)")
-
-
-def _last_meaningful(text: str) -> str:
-    """The last error in a server log or tool output, with the detail that explains it."""
-    lines = [_LEVEL.search(line) or line.strip() for line in text.splitlines() if line.strip()]
-    for i in reversed(range(len(lines))):
-        if isinstance(match := lines[i], re.Match) and match[1] in ("PANIC", "FATAL", "ERROR", "E"):
-            message = f"{match[1]}: {match[2]}"
-            after, before = lines[i + 1 : i + 2], lines[max(i - 1, 0) : i]
-            if after and isinstance(after[0], re.Match) and after[0][1] == "DETAIL":
-                message += f" ({after[0][2]})"
-            elif "contains errors" in match[2] and before and isinstance(before[0], re.Match):
-                message += f" ({before[0][2]})"  # the offending setting is named on the line before
-            return message
-    last = lines[-1] if lines else "no output"
-    return last if isinstance(last, str) else last[0]
-
-
-def _clean_env() -> dict[str, str]:
-    # The user's PG* variables point at some other server; they must not leak into ours.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-    return env | {"PGSSLMODE": "disable", "PGGSSENCMODE": "disable", "PGCONNECT_TIMEOUT": "10"}
 
 
 def _port_free(port: int) -> bool:
@@ -174,32 +77,6 @@ def _pick_port(preferred: int | None) -> int:
         sock.bind((HOST, 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-def _write_private(path: Path, text: str, owner: pwd.struct_passwd | None = None) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        if owner is not None:
-            os.fchown(fh.fileno(), owner.pw_uid, owner.pw_gid)
-        fh.write(text)
-    os.replace(tmp, path)
-
-
-def _service_user() -> pwd.struct_passwd:
-    for name in ("postgres", SERVICE_USER):
-        try:
-            return pwd.getpwnam(name)
-        except KeyError:
-            pass
-    cmd = [*_USERADD, SERVICE_USER]
-    proc = subprocess.run(cmd, check=False, capture_output=True, text=True)
-    try:  # a concurrent useradd may have won the race, so look the user up either way
-        return pwd.getpwnam(SERVICE_USER)
-    except KeyError:
-        raise EmbeddedPostgresError(
-            f"could not create the system user {SERVICE_USER}: {_last_meaningful(proc.stderr)}"
-        ) from None
 
 
 class EmbeddedPostgres:
