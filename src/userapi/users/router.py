@@ -73,10 +73,12 @@ async def list_users(
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     role: Role | None = None,
     email: Annotated[StorableText | None, Query(max_length=320, description="Email prefix")] = None,
-) -> UserPage:
+) -> dict[str, object]:
     prefix = email.strip().lower() if email else None
     rows, next_cursor = await users.page(limit, cursor, role, prefix)
-    return UserPage(items=[UserRead.model_validate(u) for u in rows], next_cursor=next_cursor)
+    # The response model validates the ORM rows once (from attributes); building UserRead
+    # objects here as well would validate every row twice.
+    return {"items": rows, "next_cursor": next_cursor}
 
 
 @router.post(
