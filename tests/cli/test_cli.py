@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 
 import asyncpg
@@ -114,3 +115,22 @@ def test_db_history_prints_a_table(database_url: str) -> None:
     header, *rows = result.stdout.splitlines()
     assert header.split()[:3] == ["revision", "executed_at", "duration_ms"]
     assert [r.split()[0] for r in rows] == ["0001", "0002", "0003"]
+
+
+def test_development_without_a_secret_shares_one_across_workers(database_url: str) -> None:
+    # Without JWT_SECRET development invents one; every worker must use the same, or a token
+    # issued by one worker is refused by the other.
+    env = server_env(database_url, ENVIRONMENT="development", JWT_SECRET="")
+    with running_server(env, "--workers", "2") as base:
+        email = f"dev-secret-{os.getpid()}@example.com"
+        body = {"email": email, "password": "correct horse battery staple"}
+        assert httpx.post(f"{base}/api/v1/auth/register", json=body, timeout=30).status_code == 201
+        token = httpx.post(f"{base}/api/v1/auth/login", json=body, timeout=30).json()["access_token"]
+        statuses = {
+            # A new connection each time, spread over both workers.
+            httpx.get(
+                f"{base}/api/v1/users/me", headers={"Authorization": f"Bearer {token}"}, timeout=30
+            ).status_code
+            for _ in range(20)
+        }
+    assert statuses == {200}

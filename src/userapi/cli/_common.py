@@ -102,10 +102,13 @@ def resolve_database_url(settings: Settings, *, start: bool = True) -> str:
 def settings_with_database() -> Settings:
     """Settings whose DATABASE_URL is set, starting the embedded cluster when needed.
 
-    The URL is also exported, so worker processes and Alembic see the same database.
+    The URL is also exported, so worker processes and Alembic see the same database, and so is
+    the JWT secret: in development without one, each worker would otherwise invent its own and
+    refuse the tokens of the others.
     """
     settings = load_settings()
     url = resolve_database_url(settings)
     os.environ["DATABASE_URL"] = url
+    os.environ["JWT_SECRET"] = settings.jwt_secret
     get_settings.cache_clear()  # the app factory reads settings again, now with the URL
     return get_settings()
