@@ -164,8 +164,8 @@ class Server:
         """The processes that serve requests: the children when there are several, else the process."""
         if self.proc is None:
             return []
-        children = [pid for pid in _children(self.proc.pid) if "resource_tracker" not in _cmdline(pid)]
-        return children or [self.proc.pid]
+        workers = [pid for pid in children(self.proc.pid) if "resource_tracker" not in _cmdline(pid)]
+        return workers or [self.proc.pid]
 
     def rss_mb(self) -> dict[str, float]:
         """VmRSS in MiB of each worker (and of the supervisor, when there is one)."""
@@ -191,7 +191,8 @@ class Server:
         proc.wait()
 
 
-def _children(pid: int) -> list[int]:
+def children(pid: int) -> list[int]:
+    """The pids whose parent is `pid` (read from /proc)."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():

@@ -19,7 +19,6 @@ import os
 import random
 import secrets
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,8 +32,10 @@ from typing import Any
 import asyncpg
 import httpx
 
-REPO = Path(__file__).resolve().parent.parent
-HOST = "127.0.0.1"
+from bench._common import HOST, REPO, free_port
+from bench._db import with_database
+from bench._procs import children
+
 API = "/api/v1"
 PASSWORD = "soak-Passw0rd-q8v2x"
 WARMUP_SHARE = 0.2
@@ -83,19 +84,6 @@ def parse_options(argv: list[str]) -> Options:
 # --- the database and the service ------------------------------------------------------------------
 
 
-def with_database(url: str, name: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).set(database=name).render_as_string(hide_password=False)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def service_env(database_url: str, opts: Options, run_dir: Path) -> dict[str, str]:
     """Production settings; none of the caller's userapi settings (or PG* variables) leak in."""
     from userapi.core.config import Settings
@@ -119,19 +107,6 @@ def service_env(database_url: str, opts: Options, run_dir: Path) -> dict[str, st
 
 def userapi(*args: str) -> list[str]:
     return [sys.executable, "-m", "userapi", *args]
-
-
-def children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rpartition(")")[2].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                found.append(int(entry.name))
-    return found
 
 
 def launch(argv: list[str], env: dict[str, str], run_dir: Path, log_path: Path) -> subprocess.Popen[bytes]:
