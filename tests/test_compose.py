@@ -9,170 +9,38 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import shlex
-from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-import typer.main
 import yaml
 from sqlalchemy.engine import make_url
 
-from userapi.cli import app as cli_app
-from userapi.core.config import Environment, Settings, to_async_url
-
-ROOT = Path(__file__).resolve().parents[1]
-COMPOSE_FILE = ROOT / "compose.yaml"
-NGINX_CONF = ROOT / "deploy" / "nginx.conf"
-DOCKERFILE = ROOT / "Dockerfile"
-
-# What a user must put into .env (compose.yaml's header says so). Sample values, not secrets.
-REQUIRED_ENV = {"POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB", "JWT_SECRET"}
-SAMPLE_ENV = {
-    "POSTGRES_USER": "compose_user",
-    "POSTGRES_PASSWORD": "pw" + "0" * 30,
-    "POSTGRES_DB": "compose_db",
-    "JWT_SECRET": "j" * 48,
-}
-# Read by the image's CMD, not by Settings.
-IMAGE_ENV = {"WEB_CONCURRENCY"}
-CONTAINER_PORT = 8000
-SECRET_KEY = re.compile(r"PASSWORD|SECRET", re.IGNORECASE)
-REQUIRED_INTERPOLATION = re.compile(r"\$\{[A-Za-z_]\w*:\?[^}]+\}")
-# user:password@ in a URL, where either part may be a ${...} (whose message may hold spaces).
-_URL_PART = r"(?:\$\{[^}]*\}|[^:/@\s$])*"
-URL_USERINFO = re.compile(rf"://(?P<user>{_URL_PART}):(?P<password>{_URL_PART})@")
-
-_VARIABLE = re.compile(
-    r"\$(?:(?P<escaped>\$)|\{(?P<braced>[A-Za-z_]\w*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}|(?P<bare>[A-Za-z_]\w*))"
+from tests.fixtures.compose import (
+    COMPOSE_FILE,
+    CONTAINER_PORT,
+    DOCKERFILE,
+    IMAGE_ENV,
+    NGINX_CONF,
+    REQUIRED_ENV,
+    REQUIRED_INTERPOLATION,
+    SAMPLE_ENV,
+    SECRET_KEY,
+    URL_USERINFO,
+    MissingVariableError,
+    argv_of,
+    cli_problems,
+    container_ports,
+    depends_of,
+    env_of,
+    networks_of,
+    resolve,
+    scale_profile,
+    shell_words,
+    userapi_invocations,
+    userapi_services,
 )
-
-
-class MissingVariableError(Exception):
-    """A `${VAR:?message}` whose variable is unset or empty: compose refuses to start."""
-
-
-def interpolate(text: str, env: Mapping[str, str]) -> str:
-    """Compose's interpolation: $$, $VAR, ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?err}, ${VAR?err}."""
-
-    def replace(match: re.Match[str]) -> str:
-        if match["escaped"]:
-            return "$"
-        name = match["braced"] or match["bare"]
-        op, arg = match["op"], match["arg"]
-        value = env.get(name)
-        missing = not value if op and op.startswith(":") else value is None
-        if op in (":-", "-") and missing:
-            return str(arg)
-        if op in (":?", "?") and missing:
-            raise MissingVariableError(f"{name}: {arg}")
-        return value or ""
-
-    return _VARIABLE.sub(replace, text)
-
-
-def resolve(node: Any, env: Mapping[str, str]) -> Any:
-    if isinstance(node, str):
-        return interpolate(node, env)
-    if isinstance(node, dict):
-        return {key: resolve(value, env) for key, value in node.items()}
-    if isinstance(node, list):
-        return [resolve(item, env) for item in node]
-    return node
-
-
-def shell_words(script: str) -> list[str]:
-    lexer = shlex.shlex(script, posix=True, punctuation_chars=True)
-    lexer.whitespace_split = True
-    return list(lexer)
-
-
-def argv_of(command: str | list[str]) -> list[str]:
-    return list(command) if isinstance(command, list) else shell_words(command)
-
-
-SHELL_OPERATORS = {";", "&&", "||", "|", "&", "(", ")"}
-# Words that run the command after them: `exec userapi serve`, `env X=1 userapi migrate`.
-COMMAND_WRAPPERS = {"exec", "env", "command", "nice", "nohup", "time"}
-
-
-def userapi_invocations(argv: list[str]) -> list[list[str]]:
-    """The arguments of each `userapi ...` run by a command line, looking inside `sh -c "..."` scripts.
-
-    Only a `userapi` in command position counts (not, say, a user named userapi in `useradd`).
-    """
-    found: list[list[str]] = []
-    command: list[str] = []
-    for word in [*argv, ";"]:
-        if word not in SHELL_OPERATORS:
-            command.append(word)
-            continue
-        words = list(command)
-        command = []
-        while words and (words[0] in COMMAND_WRAPPERS or re.fullmatch(r"[A-Za-z_]\w*=.*", words[0])):
-            words.pop(0)
-        if words and words[0].rsplit("/", 1)[-1] == "userapi":
-            found.append(words[1:])
-            continue
-        for word_ in words[1:]:  # `sh -c "script"` and the like
-            if "userapi" in word_ and len(shell_words(word_)) > 1:
-                found.extend(userapi_invocations(shell_words(word_)))
-    return found
-
-
-def cli_problems(args: list[str]) -> list[str]:
-    """What the Typer CLI would refuse in `userapi ARGS`: an unknown command or option."""
-    command: Any = typer.main.get_command(cli_app)
-    path = ["userapi"]
-    rest = list(args)
-    while getattr(command, "commands", None) is not None:  # a group: the next word picks a command
-        if not rest:
-            return [f"`{' '.join(path)}` needs a command"]
-        name = rest.pop(0)
-        if name not in command.commands:
-            return [f"`{' '.join(path)} {name}`: no such command (there are {sorted(command.commands)})"]
-        command = command.commands[name]
-        path.append(name)
-    known = {"--help"} | {opt for param in command.params for opt in (*param.opts, *param.secondary_opts)}
-    options = [word.split("=", 1)[0] for word in rest if re.match(r"--?[A-Za-z]", word)]
-    return [f"`{' '.join(path)}` has no option {option}" for option in options if option not in known]
-
-
-def env_of(service: Mapping[str, Any]) -> dict[str, str]:
-    environment = service.get("environment") or {}
-    if isinstance(environment, list):
-        return dict(item.split("=", 1) if "=" in item else (item, "") for item in environment)
-    return {key: "" if value is None else str(value) for key, value in environment.items()}
-
-
-def depends_of(service: Mapping[str, Any]) -> dict[str, str]:
-    depends = service.get("depends_on") or {}
-    if isinstance(depends, list):
-        return dict.fromkeys(depends, "service_started")
-    return {name: (spec or {}).get("condition", "service_started") for name, spec in depends.items()}
-
-
-def networks_of(service: Mapping[str, Any]) -> set[str]:
-    return set(service.get("networks") or ["default"])
-
-
-def container_ports(service: Mapping[str, Any]) -> set[int]:
-    ports = set()
-    for port in service.get("ports", []):
-        target = port["target"] if isinstance(port, dict) else str(port).rsplit(":", 1)[-1]
-        ports.add(int(str(target).split("/")[0]))
-    return ports
-
-
-def userapi_services(services: Mapping[str, Any]) -> dict[str, Any]:
-    """The services that run the image built from this repository."""
-    return {name: service for name, service in services.items() if "build" in service}
-
-
-def scale_profile(services: Mapping[str, Any]) -> dict[str, Any]:
-    return {name: service for name, service in services.items() if "scale" in service.get("profiles", [])}
+from userapi.core.config import Environment, Settings, to_async_url
 
 
 @pytest.fixture(scope="module")
@@ -334,7 +202,7 @@ def test_userapi_services_environment_makes_valid_production_settings(services: 
         values = {key.lower(): value for key, value in env_of(service).items() if key.lower() in fields}
         settings = Settings.model_validate(values)  # the values alone: no environment, no .env
         assert settings.environment is Environment.production, name
-        assert settings.jwt_secret == SAMPLE_ENV["JWT_SECRET"], name
+        assert settings.jwt_secret.get_secret_value() == SAMPLE_ENV["JWT_SECRET"], name
 
 
 def test_scale_profile_runs_replicas_behind_nginx_with_shared_counters(services: dict[str, Any]) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.test_compose import (
+from tests.fixtures.compose import (
     COMPOSE_FILE,
     CONTAINER_PORT,
     DOCKERFILE,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import httpx
 
-from tests.conftest import build_test_app
-from tests.helpers import free_port, make_settings
+from tests.fixtures.app import build_test_app
+from tests.fixtures.helpers import free_port, make_settings
 from userapi.core.config import Settings
 from userapi.db.session import build_engine
 

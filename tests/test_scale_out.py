@@ -8,9 +8,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.helpers import API, PASSWORD, running_server, server_env, unique_email
-from tests.pgbouncer import pgbouncer
-from tests.redis_server import redis_server
+from tests.fixtures.helpers import API, PASSWORD, running_server, server_env, unique_email
+from tests.fixtures.pgbouncer import pgbouncer
+from tests.fixtures.redis_server import redis_server
 
 # Generous: these run while the machine is busy with the rest of the suite.
 HTTP = httpx.Client(timeout=30)
@@ -79,7 +79,7 @@ def test_password_change_on_one_ends_sessions_on_the_other(two_servers: tuple[st
 def test_role_change_and_deactivation_take_effect_on_the_other(
     two_servers: tuple[str, str], database_url: str
 ) -> None:
-    from tests.helpers import run_cli
+    from tests.fixtures.helpers import run_cli
 
     a, b = two_servers
     admin_email, admin_tokens = _signed_in(a)

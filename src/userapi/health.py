@@ -12,6 +12,7 @@ from starlette.responses import PlainTextResponse, Response
 from userapi.core.exception_handlers import problem
 from userapi.core.exceptions import Unauthenticated
 from userapi.core.metrics import render
+from userapi.core.runtime import RuntimeDep
 from userapi.db.migrate import missing_revisions
 
 router = APIRouter(tags=["operations"])
@@ -31,11 +32,10 @@ async def live() -> Health:
     response_model=Health,
     responses={503: {"description": "Database unreachable or not at the head revision"}},
 )
-async def ready(request: Request) -> Health | Response:
-    engine = request.app.state.engine
+async def ready(runtime: RuntimeDep) -> Health | Response:
     try:
-        async with asyncio.timeout(request.app.state.settings.db_pool_timeout):
-            async with engine.connect() as conn:
+        async with asyncio.timeout(runtime.settings.db_pool_timeout):
+            async with runtime.engine.connect() as conn:
                 missing = await missing_revisions(conn)
     except Exception as exc:  # any failure to reach the database means "not ready"
         return problem(503, "not_ready", "Not ready", f"database unreachable ({type(exc).__name__})")
@@ -54,9 +54,9 @@ async def ready(request: Request) -> Health | Response:
     response_class=PlainTextResponse,
     responses={200: {"content": {"text/plain": {}}}, 401: {"description": "METRICS_TOKEN is set"}},
 )
-async def metrics(request: Request) -> Response:
+async def metrics(request: Request, runtime: RuntimeDep) -> Response:
     """Prometheus text format; when METRICS_TOKEN is set, scrapers must send it as a bearer token."""
-    token = request.app.state.settings.metrics_token
+    token = runtime.settings.metrics_token.get_secret_value()
     if token and not hmac.compare_digest(
         request.headers.get("authorization", "").encode(), f"Bearer {token}".encode()
     ):

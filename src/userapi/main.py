@@ -1,4 +1,4 @@
-"""App factory: builds the engine, security helpers and routes for one process."""
+"""App factory: builds the process runtime (engine, pools, security helpers) and mounts the routes."""
 
 from __future__ import annotations
 
@@ -12,31 +12,48 @@ from fastapi import FastAPI
 
 from userapi import __version__
 from userapi.api import include_routes
-from userapi.auth.service import Authenticator
-from userapi.auth.throttle import Throttle
 from userapi.core.config import Settings, get_settings
 from userapi.core.exception_handlers import install_exception_handlers
 from userapi.core.logging import configure_logging
 from userapi.core.metrics import track_pool
 from userapi.core.middleware import BodySizeLimit, RequestContext
 from userapi.core.openapi import install_openapi
+from userapi.core.runtime import Runtime
 from userapi.core.security import PasswordHasher, TokenCodec
+from userapi.core.throttle import Throttle
 from userapi.db.reads import ReadPool, bind_to_pool, create_pool
 from userapi.db.session import build_engine, build_sessionmaker
 
 
+def build_runtime(settings: Settings) -> Runtime:
+    """The process runtime for `settings`; no connection is opened until a request needs one.
+
+    Built once per process: per-request construction would cost on every call.
+    """
+    engine = build_engine(settings)
+    return Runtime(
+        settings=settings,
+        engine=engine,
+        sessionmaker=build_sessionmaker(engine),
+        reads=ReadPool(),  # bound to its pool by the lifespan (or to a test's connection)
+        hasher=PasswordHasher(settings.bcrypt_rounds),
+        tokens=TokenCodec(settings),
+        throttle=Throttle(settings),
+        trusted_proxies=tuple(ipaddress.ip_network(p, strict=False) for p in settings.trusted_proxies),
+    )
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
+    """The ASGI app; its runtime is `app.state.runtime`, read by routes only through `RuntimeDep`."""
     settings = settings or get_settings()
+    runtime = build_runtime(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = build_engine(settings)
-        app.state.engine = engine
-        app.state.sessionmaker = build_sessionmaker(engine)
-        track_pool(engine)
+        track_pool(runtime.engine)
         read_pool = await create_pool(settings)
-        bind_to_pool(app.state.reads, read_pool, settings.db_pool_timeout)
-        warm_up = asyncio.create_task(app.state.hasher.warm_up())
+        bind_to_pool(runtime.reads, read_pool, settings.db_pool_timeout)
+        warm_up = asyncio.create_task(runtime.hasher.warm_up())
         # What start-up made lives as long as the process: move it out of the collector's way,
         # so full collections stop walking it (they stalled requests ~75 ms under load).
         gc.collect()
@@ -46,7 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             warm_up.cancel()
             await read_pool.close()
-            await engine.dispose()
+            await runtime.engine.dispose()
 
     app = FastAPI(
         title="userapi",
@@ -54,14 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Users, authentication and role-based access control.",
         lifespan=lifespan,
     )
-    app.state.settings = settings
-    # Built once per process: per-request construction would cost on every call.
-    app.state.hasher = PasswordHasher(settings.bcrypt_rounds)
-    app.state.tokens = TokenCodec(settings)
-    app.state.throttle = Throttle(settings)
-    app.state.reads = ReadPool()  # bound to its pool by the lifespan (or to a test's connection)
-    app.state.authenticator = Authenticator.on(app.state.tokens, app.state.reads)
-    app.state.trusted_proxies = [ipaddress.ip_network(p, strict=False) for p in settings.trusted_proxies]
+    app.state.runtime = runtime
     install_exception_handlers(app)
     install_openapi(app)
     include_routes(app)

@@ -13,8 +13,17 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from tests.conftest import Account, build_test_app
-from tests.helpers import API, PASSWORD, assert_problem, bearer, login, make_settings, register, unique_email
+from tests.fixtures.app import Account, build_test_app
+from tests.fixtures.helpers import (
+    API,
+    PASSWORD,
+    assert_problem,
+    bearer,
+    login,
+    make_settings,
+    register,
+    unique_email,
+)
 from userapi.core import security
 from userapi.core.security import PasswordHasher, hash_rounds
 from userapi.users.models import User

@@ -14,8 +14,8 @@ from fastapi import APIRouter, FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from tests.conftest import Account, build_test_app, make_account
-from tests.helpers import API, PASSWORD, assert_problem, login, register, unique_email
+from tests.fixtures.app import Account, build_test_app, make_account
+from tests.fixtures.helpers import API, PASSWORD, assert_problem, login, register, unique_email
 from userapi.auth.dependencies import get_current_user, require_roles
 from userapi.core.config import Settings
 from userapi.main import create_app

@@ -12,8 +12,8 @@ import redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.helpers import API, PASSWORD, running_server, server_env, unique_email
-from tests.redis_server import redis_server
+from tests.fixtures.helpers import API, PASSWORD, running_server, server_env, unique_email
+from tests.fixtures.redis_server import redis_server
 
 LIMIT = 3
 

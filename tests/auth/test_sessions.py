@@ -16,8 +16,8 @@ import pytest
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from tests.conftest import Account, build_test_app, make_account
-from tests.helpers import API, PASSWORD, bearer, login, make_settings
+from tests.fixtures.app import Account, build_test_app, make_account
+from tests.fixtures.helpers import API, PASSWORD, bearer, login, make_settings
 from userapi.core.config import Settings
 
 NEW_PASSWORD = "a brand new passphrase 42"
@@ -219,7 +219,7 @@ async def test_reuse_within_the_interval_gets_a_usable_pair_of_the_same_family(
 async def test_strict_interval_zero_treats_any_repeat_as_theft(
     settings: Settings, engine: AsyncEngine, db_conn: AsyncConnection
 ) -> None:
-    strict = make_settings(settings.database_url or "", refresh_token_reuse_interval=0)
+    strict = make_settings(settings.plain_database_url or "", refresh_token_reuse_interval=0)
     async with client_for(strict, engine, db_conn) as client:
         account = await make_account(client)
         first = account["tokens"]
@@ -233,7 +233,7 @@ async def test_interval_ten_on_the_boundary_sides(
     settings: Settings, engine: AsyncEngine, db_conn: AsyncConnection
 ) -> None:
     """Interval set explicitly: 8 s after rotation is a repeat, 12 s after is theft."""
-    ten = make_settings(settings.database_url or "", refresh_token_reuse_interval=10)
+    ten = make_settings(settings.plain_database_url or "", refresh_token_reuse_interval=10)
     async with client_for(ten, engine, db_conn) as client:
         account = await make_account(client)
         first = account["tokens"]
@@ -287,7 +287,7 @@ async def test_simultaneous_refreshes_within_the_interval_all_get_usable_pairs(
 
 @pytest.fixture
 async def strict_live_client(settings: Settings, engine: AsyncEngine) -> AsyncIterator[httpx.AsyncClient]:
-    strict = make_settings(settings.database_url or "", refresh_token_reuse_interval=0)
+    strict = make_settings(settings.plain_database_url or "", refresh_token_reuse_interval=0)
     try:
         async with client_for(strict, engine, None) as client:
             yield client
@@ -487,7 +487,7 @@ async def test_the_per_request_check_is_one_query(
 async def test_sessions_list_the_callers_active_sessions(
     settings: Settings, engine: AsyncEngine, db_conn: AsyncConnection
 ) -> None:
-    proxied = make_settings(settings.database_url or "", trusted_proxies=["127.0.0.1"])
+    proxied = make_settings(settings.plain_database_url or "", trusted_proxies=["127.0.0.1"])
     async with client_for(proxied, engine, db_conn) as client:
         account = await make_account(client)
         laptop = await client.post(

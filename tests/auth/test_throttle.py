@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from tests.conftest import build_test_app, make_account
-from tests.helpers import API, PASSWORD, make_settings, unique_email
+from tests.fixtures.app import build_test_app, make_account
+from tests.fixtures.helpers import API, PASSWORD, make_settings, unique_email
 from userapi.core.config import Settings
 
 ATTACKER = "203.0.113.66"
@@ -31,7 +31,7 @@ async def client_for(
 
 def throttled_settings(base: Settings, **overrides: Any) -> Settings:
     """Settings behind a trusted proxy at 127.0.0.1 (httpx's ASGI peer), so X-Forwarded-For picks the IP."""
-    return make_settings(base.database_url or "", **{"trusted_proxies": ["127.0.0.1"], **overrides})
+    return make_settings(base.plain_database_url or "", **{"trusted_proxies": ["127.0.0.1"], **overrides})
 
 
 async def attempt(
@@ -171,7 +171,7 @@ async def test_registration_is_throttled_per_ip(
 async def test_forwarded_for_is_ignored_from_an_untrusted_peer(
     settings: Settings, engine: AsyncEngine, db_conn: AsyncConnection
 ) -> None:
-    untrusted = make_settings(settings.database_url or "", rate_limit_login_account="3/minute")
+    untrusted = make_settings(settings.plain_database_url or "", rate_limit_login_account="3/minute")
     assert untrusted.trusted_proxies == []
     async with client_for(untrusted, engine, db_conn) as client:
         account = await make_account(client)  # its login is the first of 3 attempts from 127.0.0.1

@@ -12,8 +12,8 @@ import jwt
 import pytest
 from pydantic import ValidationError
 
-from tests.conftest import Account, make_account
-from tests.helpers import API, PASSWORD, TEST_SECRET, assert_problem, bearer, run_cli, server_env
+from tests.fixtures.app import Account, make_account
+from tests.fixtures.helpers import API, PASSWORD, TEST_SECRET, assert_problem, bearer, run_cli, server_env
 from userapi.core.config import Settings
 
 ME = f"{API}/users/me"
@@ -282,10 +282,16 @@ def test_settings_refuse_a_short_key_outside_development(environment: str, secre
 
 
 def test_settings_accept_a_32_byte_key_and_short_keys_in_development() -> None:
-    assert Settings(_env_file=None, environment="production", jwt_secret="k" * 32).jwt_secret == "k" * 32  # type: ignore[call-arg]
-    assert Settings(_env_file=None, environment="development", jwt_secret="short").jwt_secret == "short"  # type: ignore[call-arg]
+    assert (
+        Settings(_env_file=None, environment="production", jwt_secret="k" * 32).jwt_secret.get_secret_value()
+        == "k" * 32
+    )  # type: ignore[call-arg]
+    assert (
+        Settings(_env_file=None, environment="development", jwt_secret="short").jwt_secret.get_secret_value()
+        == "short"
+    )  # type: ignore[call-arg]
     generated = Settings(_env_file=None, environment="development", jwt_secret="")  # type: ignore[call-arg]
-    assert len(generated.jwt_secret.encode()) >= 32
+    assert len(generated.jwt_secret.get_secret_value().encode()) >= 32
 
 
 def test_serve_refuses_a_short_key_in_production(database_url: str) -> None:

@@ -15,7 +15,7 @@ import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.helpers import API, PASSWORD, bearer, login, register, run_cli, server_env
+from tests.fixtures.helpers import API, PASSWORD, bearer, login, register, run_cli, server_env
 from userapi.core.security import verify_password_sync
 
 

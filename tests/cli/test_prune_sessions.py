@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.helpers import run_cli, server_env, unique_email
+from tests.fixtures.helpers import run_cli, server_env, unique_email
 
 # (label, expires_at offset, revoked_at offset or None): which rows must go and which must stay.
 DOOMED = [

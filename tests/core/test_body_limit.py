@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tests.helpers import API, PASSWORD, unique_email
+from tests.fixtures.helpers import API, PASSWORD, unique_email
 from userapi.core.config import Settings
 
 REGISTER = f"{API}/auth/register"

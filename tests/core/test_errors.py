@@ -10,8 +10,8 @@ from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.conftest import build_test_app
-from tests.helpers import assert_problem
+from tests.fixtures.app import build_test_app
+from tests.fixtures.helpers import assert_problem
 from userapi.core.config import Settings
 from userapi.db.session import SessionDep
 

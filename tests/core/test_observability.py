@@ -10,9 +10,10 @@ from collections.abc import Iterator
 import httpx
 import pytest
 import structlog
+from pydantic import SecretStr
 
-from tests.conftest import Account
-from tests.helpers import API, PASSWORD, running_server, server_env, unique_email
+from tests.fixtures.app import Account
+from tests.fixtures.helpers import API, PASSWORD, running_server, server_env, unique_email
 from userapi.core.config import Environment, Settings
 from userapi.core.logging import configure_logging
 
@@ -67,9 +68,9 @@ async def test_metrics_count_requests_by_route_template(client: httpx.AsyncClien
 
 
 async def test_metrics_token_is_enforced_when_set(settings: Settings, engine: object) -> None:
-    from tests.conftest import build_test_app
+    from tests.fixtures.app import build_test_app
 
-    app = build_test_app(settings.model_copy(update={"metrics_token": "scrape-me"}), engine, None)  # type: ignore[arg-type]
+    app = build_test_app(settings.model_copy(update={"metrics_token": SecretStr("scrape-me")}), engine, None)  # type: ignore[arg-type]
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
         assert (await client.get("/metrics")).status_code == 401
         assert (await client.get("/metrics", headers={"Authorization": "Bearer nope"})).status_code == 401

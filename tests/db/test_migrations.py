@@ -13,7 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tests.helpers import run_cli, server_env
+from tests.fixtures.helpers import run_cli, server_env
 from userapi.core.config import to_async_url
 from userapi.db import migrate
 

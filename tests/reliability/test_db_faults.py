@@ -16,8 +16,8 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.helpers import API, PASSWORD, run_cli, running_server, server_env, unique_email
-from tests.reliability import (
+from tests.fixtures.helpers import API, PASSWORD, run_cli, running_server, server_env, unique_email
+from tests.fixtures.load import (
     CLIENT_LIMITS,
     HANG,
     NO_THROTTLE,

@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from tests.conftest import scratch_database
-from tests.helpers import API, PASSWORD, run_cli, running_server, server_env, unique_email
+from tests.fixtures.database import scratch_database
+from tests.fixtures.helpers import API, PASSWORD, run_cli, running_server, server_env, unique_email
 from userapi.core.config import to_async_url
 from userapi.db import migrate
 

@@ -16,8 +16,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tests.conftest import Account
-from tests.helpers import API, PASSWORD, assert_problem
+from tests.fixtures.app import Account
+from tests.fixtures.helpers import API, PASSWORD, assert_problem
 
 INJECTIONS = [
     "' OR '1'='1",

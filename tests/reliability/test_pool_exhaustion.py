@@ -12,8 +12,8 @@ import httpx
 import pytest
 from sqlalchemy.engine import make_url
 
-from tests.helpers import API, PASSWORD, running_server, server_env, unique_email
-from tests.reliability import CLIENT_LIMITS, HANG, NO_THROTTLE, Outcome, report, send, tally, violations
+from tests.fixtures.helpers import API, PASSWORD, running_server, server_env, unique_email
+from tests.fixtures.load import CLIENT_LIMITS, HANG, NO_THROTTLE, Outcome, report, send, tally, violations
 
 POOL_SIZE = 5
 POOL_TIMEOUT = 1.0

@@ -24,8 +24,8 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.helpers import API, PASSWORD, free_port, server_env, unique_email
-from tests.reliability import CLIENT_LIMITS, HANG, NO_THROTTLE
+from tests.fixtures.helpers import API, PASSWORD, free_port, server_env, unique_email
+from tests.fixtures.load import CLIENT_LIMITS, HANG, NO_THROTTLE
 
 LOGINS = 24
 GRACE = 20  # timeout_graceful_shutdown in `userapi serve`

@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from tests.conftest import Account, make_account
-from tests.helpers import API, PASSWORD, assert_problem, bearer, login, register, unique_email
+from tests.fixtures.app import Account, make_account
+from tests.fixtures.helpers import API, PASSWORD, assert_problem, bearer, login, register, unique_email
 from userapi.users.constants import Role
 
 USERS = f"{API}/users"

@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tests.conftest import make_account
-from tests.helpers import API
+from tests.fixtures.app import make_account
+from tests.fixtures.helpers import API
 from userapi.users.constants import Role
 
 PASSWORD_1 = "Zebra-Quartz-Lantern-91"

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 
+from userapi.audit.dependencies import AuditServiceDep
 from userapi.auth.repository import AuthRepository
-from userapi.auth.service import Authenticator, AuthService, ClientInfo
+from userapi.auth.service import Authenticator, AuthService, SessionRevoker
+from userapi.core.client import ClientInfo, client_ip
 from userapi.core.exceptions import PermissionDenied, Unauthenticated
+from userapi.core.runtime import RuntimeDep
 from userapi.core.security import AccessClaims
 from userapi.db.session import SessionDep
 from userapi.users.constants import Role
 from userapi.users.models import User
-from userapi.users.repository import UserRepository
 from userapi.users.service import UserService
 
 # auto_error=False: a missing token becomes our own 401 problem document.
@@ -25,66 +26,51 @@ oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=F
 # dependencies in a worker thread, a costly hop on every request.
 
 
-async def get_user_service(request: Request, session: SessionDep) -> UserService:
-    return UserService(UserRepository(session), request.app.state.hasher)
+async def get_sessions(session: SessionDep) -> SessionRevoker:
+    """Auth's side of "end every session of a user", handed to the users service."""
+    return SessionRevoker.for_session(session)
 
 
-UserServiceDep = Annotated[UserService, Depends(get_user_service)]
+SessionsDep = Annotated[SessionRevoker, Depends(get_sessions)]
 
 
-async def get_auth_service(request: Request, session: SessionDep, users: UserServiceDep) -> AuthService:
-    state = request.app.state
+async def get_auth_service(
+    session: SessionDep, runtime: RuntimeDep, sessions: SessionsDep, audit: AuditServiceDep
+) -> AuthService:
+    # The users service is built here, not taken from users.dependencies: that module takes
+    # `SessionsDep` from this one, and the two must not import each other.
+    users = UserService.for_session(session, runtime.hasher, sessions, audit)
     return AuthService(
-        AuthRepository(session), users, state.hasher, state.tokens, state.throttle, state.settings
+        AuthRepository(session),
+        users,
+        audit,
+        runtime.hasher,
+        runtime.tokens,
+        runtime.throttle,
+        runtime.settings,
     )
 
 
 AuthServiceDep = Annotated[AuthService, Depends(get_auth_service)]
 
 
-def _parse_ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        return ipaddress.ip_address(value.strip())
-    except ValueError:
-        return None
-
-
-def client_ip(request: Request) -> str:
-    """The socket peer, or the X-Forwarded-For client when the peer is a trusted proxy."""
+async def get_client(request: Request, runtime: RuntimeDep) -> ClientInfo:
     peer = request.client.host if request.client else "unknown"
-    trusted = request.app.state.trusted_proxies
-    if not trusted or _parse_ip(peer) is None:
-        return peer
-    peer_ip = _parse_ip(peer)
-    if not any(peer_ip in net for net in trusted):
-        return peer
-    # Walk right to left past our own proxies; the first untrusted hop is the client.
-    hops = [h for h in ",".join(request.headers.getlist("x-forwarded-for")).split(",") if h.strip()]
-    for hop in reversed(hops):
-        hop_ip = _parse_ip(hop)
-        if hop_ip is None:
-            break
-        if not any(hop_ip in net for net in trusted):
-            return str(hop_ip)
-    return peer
-
-
-async def get_client(request: Request) -> ClientInfo:
+    ip = client_ip(peer, request.headers.getlist("x-forwarded-for"), runtime.trusted_proxies)
     agent = request.headers.get("user-agent")
-    return ClientInfo(ip=client_ip(request), user_agent=agent[:512] if agent else None)
+    return ClientInfo(ip=ip, user_agent=agent[:512] if agent else None)
 
 
 ClientDep = Annotated[ClientInfo, Depends(get_client)]
 
 
 async def get_current_claims(
-    request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]
+    runtime: RuntimeDep, token: Annotated[str | None, Depends(oauth2_scheme)]
 ) -> tuple[User, AccessClaims]:
     # Deliberately no session or service here: this runs on every authenticated request.
     if not token:
         raise Unauthenticated("Sign in: send an access token as `Authorization: Bearer <token>`")
-    authenticator: Authenticator = request.app.state.authenticator
-    return await authenticator.authenticate(token)
+    return await Authenticator.on(runtime.tokens, runtime.reads).authenticate(token)
 
 
 async def get_current_user(

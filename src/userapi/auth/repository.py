@@ -1,24 +1,45 @@
-"""SQL for refresh tokens, the audit trail and the per-request user check: the auth domain's statements."""
+"""SQL for refresh tokens and the per-request user check: the auth domain's statements."""
 
 from __future__ import annotations
 
+import enum
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import Enum, delete, func, or_, select, update
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased, make_transient_to_detached
 
-from userapi.auth.models import AuthEvent, RefreshToken
+from userapi.auth.models import RefreshToken
 from userapi.db.reads import ReadPool
-from userapi.users.constants import Role
 from userapi.users.models import User
 
-_USER_FOR_REQUEST = """
-SELECT u.id, u.email, u.password_hash, u.full_name, u.role::text AS role, u.is_active,
-       u.token_version, u.created_at, u.updated_at,
+
+def _user_columns() -> tuple[str, dict[str, type[enum.Enum]]]:
+    """The select list of every mapped column of User, and the enum class of each enum column.
+
+    Built from the model, so a column added to users cannot be forgotten here (a test checks
+    the loaded user has no unloaded attribute). Enum columns are read as text: asyncpg would
+    otherwise introspect the custom type on each new connection, a round trip on the hot path.
+    """
+    select_list, enums = [], {}
+    for attribute in sa_inspect(User).column_attrs:
+        column = attribute.columns[0]
+        if isinstance(column.type, Enum) and column.type.enum_class is not None:
+            select_list.append(f"u.{column.name}::text AS {attribute.key}")
+            enums[attribute.key] = column.type.enum_class
+        else:
+            select_list.append(f"u.{column.name} AS {attribute.key}")
+    return ", ".join(select_list), enums
+
+
+_USER_SELECT_LIST, _USER_ENUMS = _user_columns()
+
+# One statement, prepared once per connection: the account and whether the token's session is live.
+USER_FOR_REQUEST = f"""
+SELECT {_USER_SELECT_LIST},
        ($2::uuid IS NULL OR EXISTS (
            SELECT 1 FROM refresh_tokens t WHERE t.family_id = $2::uuid AND t.revoked_at IS NULL
        )) AS live
@@ -50,12 +71,13 @@ class CurrentUserRepository:
 
         Returned detached: routes that change the user attach it to their session first.
         """
-        row = await self.reads.fetchrow(_USER_FOR_REQUEST, user_id, session_id)
+        row = await self.reads.fetchrow(USER_FOR_REQUEST, user_id, session_id)
         if row is None:
             return None
         values = dict(row)
         live = values.pop("live")
-        values["role"] = Role(values["role"])
+        for key, enum_class in _USER_ENUMS.items():
+            values[key] = enum_class(values[key])
         user = User(**values)
         make_transient_to_detached(user)  # as if loaded: later changes are tracked as updates
         return user, bool(live)
@@ -173,38 +195,3 @@ class AuthRepository:
             .execution_options(synchronize_session=False)
         )
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
-
-    async def add_event(
-        self,
-        type_: str,
-        *,
-        user_id: uuid.UUID | None,
-        actor_id: uuid.UUID | None = None,
-        ip: str | None = None,
-        user_agent: str | None = None,
-        detail: dict[str, Any] | None = None,
-    ) -> None:
-        self.session.add(
-            AuthEvent(
-                type=type_,
-                user_id=user_id,
-                actor_id=actor_id,
-                ip=ip,
-                user_agent=user_agent,
-                detail=detail or {},
-            )
-        )
-        await self.session.flush()
-
-    async def events_page(
-        self, *, limit: int, before_id: int | None, user_id: uuid.UUID | None, type_: str | None
-    ) -> list[AuthEvent]:
-        # Newest first, keyset on the sequential id.
-        stmt = select(AuthEvent).order_by(AuthEvent.id.desc()).limit(limit)
-        if before_id is not None:
-            stmt = stmt.where(AuthEvent.id < before_id)
-        if user_id is not None:
-            stmt = stmt.where(AuthEvent.user_id == user_id)
-        if type_ is not None:
-            stmt = stmt.where(AuthEvent.type == type_)
-        return list(await self.session.scalars(stmt))

@@ -1,25 +1,17 @@
-"""HTTP routes of the auth domain: sign-up, login, token rotation, logout, sessions, audit events."""
+"""HTTP routes of the auth domain: sign-up, login, token rotation, logout and sessions."""
 
 from __future__ import annotations
 
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, status
+from fastapi import APIRouter, Depends, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import ValidationError
 
-from userapi.auth.constants import EventType
-from userapi.auth.dependencies import AdminUser, AuthServiceDep, ClientDep, CurrentClaims
-from userapi.auth.schemas import (
-    AuditEventPage,
-    AuditEventRead,
-    LoginRequest,
-    RefreshRequest,
-    SessionRead,
-    TokenPair,
-)
+from userapi.auth.dependencies import AuthServiceDep, ClientDep, CurrentClaims
+from userapi.auth.schemas import LoginRequest, RefreshRequest, SessionRead, TokenPair
 from userapi.core.config import API_PREFIX
 from userapi.users.models import User
 from userapi.users.schemas import UserRead, UserRegister
@@ -102,16 +94,3 @@ async def end_session(
     session_id: uuid.UUID, current: CurrentClaims, auth: AuthServiceDep, client: ClientDep
 ) -> None:
     await auth.end_session(current[0], session_id, client)
-
-
-@router.get("/audit-events", response_model=AuditEventPage, tags=["audit"])
-async def audit_events(
-    admin: AdminUser,
-    auth: AuthServiceDep,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query(max_length=64)] = None,
-    user_id: uuid.UUID | None = None,
-    type: EventType | None = None,
-) -> AuditEventPage:
-    rows, next_cursor = await auth.audit_page(limit, cursor, user_id, type)
-    return AuditEventPage(items=[AuditEventRead.model_validate(r) for r in rows], next_cursor=next_cursor)

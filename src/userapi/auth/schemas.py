@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -40,21 +40,3 @@ class SessionRead(BaseModel):
     user_agent: str | None
     ip: str | None
     current: bool = Field(description="Whether this is the session of the calling access token.")
-
-
-class AuditEventRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: int
-    type: str
-    user_id: uuid.UUID | None
-    actor_id: uuid.UUID | None
-    ip: str | None
-    user_agent: str | None
-    detail: dict[str, Any]
-    created_at: datetime
-
-
-class AuditEventPage(BaseModel):
-    items: list[AuditEventRead]
-    next_cursor: str | None

@@ -1,26 +1,26 @@
-"""The rules of authentication: sign-up, login, token rotation with reuse detection, sessions, audit."""
+"""The rules of authentication: sign-up, login, token rotation with reuse detection, and sessions."""
 
 from __future__ import annotations
 
-import binascii
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from userapi.auth.constants import EventType
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from userapi.audit.constants import EventType
+from userapi.audit.service import AuditService
 from userapi.auth.exceptions import (
     InvalidCredentials,
     InvalidRefreshToken,
     SessionNotFound,
     WrongCurrentPassword,
 )
-from userapi.auth.models import AuthEvent, RefreshToken
+from userapi.auth.models import RefreshToken
 from userapi.auth.repository import AuthRepository, CurrentUserRepository, SessionRow
 from userapi.auth.schemas import TokenPair
-from userapi.auth.throttle import Throttle
+from userapi.core.client import ClientInfo
 from userapi.core.config import Settings
-from userapi.core.exceptions import InvalidInput, InvalidToken, Throttled
-from userapi.core.metrics import AUTH_EVENTS, LOGINS, REFRESH_REUSE
+from userapi.core.exceptions import InvalidToken, Throttled
 from userapi.core.security import (
     AccessClaims,
     PasswordHasher,
@@ -28,43 +28,16 @@ from userapi.core.security import (
     new_opaque_token,
     opaque_token_hash,
 )
-from userapi.core.validation import decode_cursor_bytes, encode_cursor_bytes
+from userapi.core.throttle import Throttle
 from userapi.db.reads import ReadPool
-from userapi.users.constants import Role
 from userapi.users.models import User
 from userapi.users.service import UserService
-
-_MAX_EVENT_ID = 2**63 - 1
-
-
-_LOGIN_OUTCOMES = {
-    EventType.login_succeeded: "success",
-    EventType.login_failed: "failure",
-    EventType.login_throttled: "throttled",
-}
-
-
-def _decode_event_cursor(cursor: str) -> int:
-    try:
-        value = int(decode_cursor_bytes(cursor).decode("ascii"))
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise InvalidInput("The cursor is not one this service issued") from None
-    # Event ids are BIGINT: a forged cursor outside that range would reach the driver as a 500.
-    if not 1 <= value <= _MAX_EVENT_ID:
-        raise InvalidInput("The cursor is not one this service issued")
-    return value
-
-
-@dataclass(frozen=True, slots=True)
-class ClientInfo:
-    ip: str
-    user_agent: str | None
 
 
 class Authenticator:
     """Who is calling: the access token verified, then the account and session read (one query).
 
-    Built once per process; it holds no per-request state.
+    It holds two references and no state: built per request from the runtime, at no cost.
     """
 
     def __init__(self, tokens: TokenCodec, users: CurrentUserRepository) -> None:
@@ -89,11 +62,32 @@ class Authenticator:
         return user, claims
 
 
+class SessionRevoker:
+    """Ends every sign-in session of a user (revokes their refresh tokens); what users' admin needs.
+
+    Handed to the users service as its `Sessions` interface, so users never imports auth.
+    """
+
+    def __init__(self, repository: AuthRepository) -> None:
+        self.repository = repository
+
+    @classmethod
+    def for_session(cls, session: AsyncSession) -> SessionRevoker:
+        return cls(AuthRepository(session))
+
+    async def revoke_user_sessions(self, user_id: uuid.UUID) -> None:
+        """Revoke every live refresh token of `user_id` (idempotent)."""
+        await self.repository.revoke_user_sessions(user_id)
+
+
 class AuthService:
+    """Sign-in, token rotation and sessions; user rows through the users service, events through audit."""
+
     def __init__(
         self,
         repository: AuthRepository,
         users: UserService,
+        audit: AuditService,
         hasher: PasswordHasher,
         tokens: TokenCodec,
         throttle: Throttle,
@@ -101,6 +95,7 @@ class AuthService:
     ) -> None:
         self.repository = repository
         self.users = users
+        self.audit = audit
         self.hasher = hasher
         self.tokens = tokens
         self.throttle = throttle
@@ -112,7 +107,7 @@ class AuthService:
         """Create a user-role account. Raises Throttled, EmailTaken."""
         await self.throttle.hit_register(client.ip)
         user = await self.users.create(email, password, full_name)
-        await self._event(EventType.signup, user.id, client)
+        await self.audit.record(EventType.signup, user_id=user.id, client=client)
         return user
 
     async def login(self, email: str, password: str, client: ClientInfo) -> TokenPair:
@@ -121,17 +116,17 @@ class AuthService:
         try:
             await self.throttle.hit_login(email, client.ip)
         except Throttled:
-            await self._event(EventType.login_throttled, None, client, email=email)
+            await self.audit.record(EventType.login_throttled, user_id=None, client=client, email=email)
             raise
         user = await self.users.get_by_email(email)
         # Unknown emails verify against a dummy hash: both failures cost the same time.
         valid = await self.hasher.verify(password, user.password_hash if user else None)
         if user is None or not valid or not user.is_active:
             reason = "unknown_email" if user is None else "wrong_password" if not valid else "inactive"
-            await self._event(
+            await self.audit.record(
                 EventType.login_failed,
-                user.id if user else None,
-                client,
+                user_id=user.id if user else None,
+                client=client,
                 email=email,
                 reason=reason,
             )
@@ -139,7 +134,7 @@ class AuthService:
         if self.hasher.needs_rehash(user.password_hash):
             await self.users.set_password(user, password)
         pair = await self._open_session(user, uuid.uuid4(), client)
-        await self._event(EventType.login_succeeded, user.id, client)
+        await self.audit.record(EventType.login_succeeded, user_id=user.id, client=client)
         return pair
 
     async def change_password(self, user: User, current: str, new: str, client: ClientInfo) -> None:
@@ -147,12 +142,8 @@ class AuthService:
         if not await self.hasher.verify(current, user.password_hash):
             raise WrongCurrentPassword("The current password is not correct")
         await self.users.set_password(user, new)
-        await self.end_all_sessions(user)
-        await self._event(EventType.password_changed, user.id, client)
-
-    async def end_all_sessions(self, user: User) -> None:
         await self.users.end_all_sessions(user)
-        await self.repository.revoke_user_sessions(user.id)
+        await self.audit.record(EventType.password_changed, user_id=user.id, client=client)
 
     # --- refresh tokens and sessions ---------------------------------------------------------
 
@@ -170,10 +161,10 @@ class AuthService:
             if now - token.rotated_at > timedelta(seconds=interval) or interval == 0:
                 # A spent token presented again after the grace period: assume it was stolen.
                 await self.repository.revoke_family(token.family_id)
-                await self._event(
+                await self.audit.record(
                     EventType.refresh_reuse_detected,
-                    user.id,
-                    client,
+                    user_id=user.id,
+                    client=client,
                     session_id=str(token.family_id),
                 )
                 raise InvalidRefreshToken("The refresh token was already used; the session is revoked")
@@ -189,7 +180,9 @@ class AuthService:
         if token is None:
             return
         if await self.repository.revoke_family(token.family_id):
-            await self._event(EventType.logout, token.user_id, client, session_id=str(token.family_id))
+            await self.audit.record(
+                EventType.logout, user_id=token.user_id, client=client, session_id=str(token.family_id)
+            )
 
     async def sessions(self, user: User) -> list[SessionRow]:
         return await self.repository.active_sessions(user.id)
@@ -199,73 +192,9 @@ class AuthService:
         if await self.repository.family_owner(session_id) != user.id:
             raise SessionNotFound(f"No session {session_id} of yours")
         if await self.repository.revoke_family(session_id):
-            await self._event(EventType.session_revoked, user.id, client, session_id=str(session_id))
-
-    async def audit_page(
-        self, limit: int, cursor: str | None, user_id: uuid.UUID | None, type_: EventType | None
-    ) -> tuple[list[AuthEvent], str | None]:
-        """Audit events, newest first, and the cursor of the next page. Raises InvalidInput."""
-        before = _decode_event_cursor(cursor) if cursor else None
-        rows = await self.repository.events_page(
-            limit=limit + 1, before_id=before, user_id=user_id, type_=type_.value if type_ else None
-        )
-        if len(rows) > limit:
-            rows = rows[:limit]
-            return rows, encode_cursor_bytes(str(rows[-1].id).encode())
-        return rows, None
-
-    # --- admin changes with security effects -----------------------------------------------
-
-    async def admin_create(
-        self,
-        actor: User,
-        client: ClientInfo,
-        *,
-        email: str,
-        password: str,
-        full_name: str | None,
-        role: Role,
-        is_active: bool,
-    ) -> User:
-        """Create an account with a role. Raises EmailTaken."""
-        user = await self.users.create(email, password, full_name, role, is_active)
-        await self._event(EventType.user_created, user.id, client, actor, role=role.value)
-        return user
-
-    async def admin_update(
-        self,
-        actor: User,
-        user: User,
-        client: ClientInfo,
-        *,
-        role: Role | None,
-        is_active: bool | None,
-        full_name: str | None,
-        fields: set[str],
-    ) -> User:
-        """Change role, activity or name. Raises LastAdmin. Deactivation ends every session."""
-        old_role, was_active = user.role, user.is_active
-        await self.users.update(user, role=role, is_active=is_active, full_name=full_name, fields=fields)
-        if user.role is not old_role:
-            await self._event(
-                EventType.role_changed,
-                user.id,
-                client,
-                actor,
-                old=old_role.value,
-                new=user.role.value,
+            await self.audit.record(
+                EventType.session_revoked, user_id=user.id, client=client, session_id=str(session_id)
             )
-        if was_active and not user.is_active:
-            await self.end_all_sessions(user)
-            await self._event(EventType.user_deactivated, user.id, client, actor)
-        elif not was_active and user.is_active:
-            await self._event(EventType.user_reactivated, user.id, client, actor)
-        return user
-
-    async def admin_delete(self, actor: User, user: User, client: ClientInfo) -> None:
-        """Delete an account (its sessions go with it). Raises LastAdmin."""
-        await self.users.delete(user)
-        await self._event(EventType.user_deleted, user.id, client, actor, email=user.email)
 
     # --- internals ------------------------------------------------------------------------
 
@@ -288,25 +217,3 @@ class AuthService:
         access = self.tokens.encode_access(user.id, user.token_version, family_id)
         pair = TokenPair(access_token=access, refresh_token=raw, expires_in=self.tokens.ttl_seconds)
         return pair, stored
-
-    async def _event(
-        self,
-        type_: EventType,
-        user_id: uuid.UUID | None,
-        client: ClientInfo,
-        actor: User | None = None,
-        **detail: str,
-    ) -> None:
-        await self.repository.add_event(
-            type_.value,
-            user_id=user_id,
-            actor_id=actor.id if actor else None,
-            ip=client.ip,
-            user_agent=client.user_agent,
-            detail=detail,
-        )
-        AUTH_EVENTS.labels(type_.value).inc()
-        if outcome := _LOGIN_OUTCOMES.get(type_):
-            LOGINS.labels(outcome).inc()
-        elif type_ is EventType.refresh_reuse_detected:
-            REFRESH_REUSE.inc()

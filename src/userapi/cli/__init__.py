@@ -82,7 +82,7 @@ def serve(
     settings = settings_with_database()
     host = host or settings.host
     port = settings.port if port is None else port
-    url = to_async_url(settings.database_url or "")
+    url = to_async_url(settings.plain_database_url or "")
     missing = asyncio.run(_missing_revisions(url))
     while missing and wait_for_migrations:
         asyncio.run(asyncio.sleep(1))
@@ -97,7 +97,7 @@ def serve(
         _prepare_multiprocess_metrics()
     from sqlalchemy.engine import make_url
 
-    shown = make_url(settings.database_url or "").render_as_string(hide_password=True)
+    shown = make_url(settings.plain_database_url or "").render_as_string(hide_password=True)
     typer.echo(f"userapi {settings.environment.value}, {workers} worker(s)")
     typer.echo(f"  API       http://{host}:{port}/api/v1")
     typer.echo(f"  docs      http://{host}:{port}/docs")
@@ -134,7 +134,7 @@ def migrate(
     settings = settings_with_database()
     from userapi.db import migrate as migrations
 
-    _run_migration(migrations.upgrade, to_async_url(settings.database_url or ""), revision)
+    _run_migration(migrations.upgrade, to_async_url(settings.plain_database_url or ""), revision)
 
 
 @app.command()
@@ -146,7 +146,7 @@ def downgrade(
     settings = settings_with_database()
     from userapi.db import migrate as migrations
 
-    _run_migration(migrations.downgrade, to_async_url(settings.database_url or ""), revision)
+    _run_migration(migrations.downgrade, to_async_url(settings.plain_database_url or ""), revision)
 
 
 def _run_migration(step: MigrationStep, url: str, revision: str) -> None:

@@ -84,9 +84,9 @@ def load_settings() -> Settings:
 
 def resolve_database_url(settings: Settings, *, start: bool = True) -> str:
     """The plain postgresql:// URL to use: DATABASE_URL, else the embedded cluster (development)."""
-    if settings.database_url:
-        to_async_url(settings.database_url)  # validate early, with a one-line error
-        return settings.database_url
+    if settings.plain_database_url:
+        to_async_url(settings.plain_database_url)  # validate early, with a one-line error
+        return settings.plain_database_url
     if settings.environment is Environment.production:
         raise CliError("DATABASE_URL must be set in production")
     from userapi.db.embedded import EmbeddedPostgres, ensure_server_binaries
@@ -109,6 +109,6 @@ def settings_with_database() -> Settings:
     settings = load_settings()
     url = resolve_database_url(settings)
     os.environ["DATABASE_URL"] = url
-    os.environ["JWT_SECRET"] = settings.jwt_secret
+    os.environ["JWT_SECRET"] = settings.jwt_secret.get_secret_value()
     get_settings.cache_clear()  # the app factory reads settings again, now with the URL
     return get_settings()

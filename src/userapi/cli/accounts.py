@@ -36,27 +36,39 @@ def create_admin(
     email: Annotated[str, typer.Option(help="Email of the admin to create or promote.")],
 ) -> None:
     """Create an admin account, or promote (and reactivate) an existing one. Idempotent."""
+    from userapi.audit.service import AuditService
+    from userapi.auth.service import SessionRevoker
     from userapi.core.security import PasswordHasher
     from userapi.db.session import session_scope
     from userapi.users.constants import Role
-    from userapi.users.repository import UserRepository
-    from userapi.users.service import UserService
+    from userapi.users.service import Actor, UserService
 
     normalized = _validated(TypeAdapter(Email), email, "email")
     settings = settings_with_database()
 
     async def run() -> str:
         async with session_scope(settings) as session:
-            # The cost is set per command run; the dummy hash is not needed here.
-            users = UserService(UserRepository(session), PasswordHasher(settings.bcrypt_rounds))
+            # The same service path as POST /api/v1/users and PATCH /api/v1/users/{id}: audited,
+            # with the CLI as the actor. The cost is set per command run.
+            users = UserService.for_session(
+                session,
+                PasswordHasher(settings.bcrypt_rounds),
+                SessionRevoker.for_session(session),
+                AuditService.for_session(session),
+            )
+            actor = Actor.cli()
             user = await users.get_by_email(normalized)
             if user is not None:
                 if user.role is Role.admin and user.is_active:
                     return f"{normalized} is already an admin"
-                await users.update(user, role=Role.admin, is_active=True, fields={"role", "is_active"})
+                await users.admin_update(
+                    actor, user, role=Role.admin, is_active=True, fields={"role", "is_active"}
+                )
                 return f"{normalized} promoted to admin"
             password = _validated(TypeAdapter(NewPassword), _read_password(), "password")
-            await users.create(normalized, password, role=Role.admin)
+            await users.admin_create(
+                actor, email=normalized, password=password, full_name=None, role=Role.admin, is_active=True
+            )
             return f"admin {normalized} created"
 
     typer.echo(asyncio.run(run()))

@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # Every resource of the public HTTP API lives under this prefix (versioned).
@@ -42,18 +42,36 @@ def to_async_url(url: str) -> str:
     return parsed.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
 
 
+class DatabaseUrl(SecretStr):
+    """A database URL whose password never shows: repr, str and JSON dumps render it as `***`.
+
+    The full URL (password included) is only ever read with `get_secret_value()`, where a
+    connection is opened.
+    """
+
+    def _display(self) -> str:
+        value = self.get_secret_value()
+        try:
+            from sqlalchemy.engine import make_url  # here: the CLI's start-up should not pay for it
+
+            return make_url(value).render_as_string(hide_password=True)
+        except Exception:  # not a URL at all: show nothing of it
+            return "**********" if value else ""
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
     environment: Environment = Environment.development
-    database_url: str | None = None
+    # Secrets are SecretStr (OWASP ASVS V8.3/V14.3): repr, logs and tracebacks show `**********`.
+    database_url: DatabaseUrl | None = None
     db_pool_size: int = Field(default=20, ge=1, le=1000)
     db_pool_timeout: float = Field(default=5.0, gt=0)
     # A second, plain asyncpg pool for the per-request user check (opened lazily).
     db_read_pool_size: int = Field(default=10, ge=1, le=1000)
     db_statement_cache_size: int = Field(default=100, ge=0)
 
-    jwt_secret: str = ""
+    jwt_secret: SecretStr = SecretStr("")
     jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
     jwt_issuer: str = "userapi"
     jwt_audience: str = "userapi"
@@ -74,7 +92,7 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".data")
 
     # When set, GET /metrics requires `Authorization: Bearer <METRICS_TOKEN>`.
-    metrics_token: str = ""
+    metrics_token: SecretStr = SecretStr("")
 
     log_level: str = "INFO"
     access_log: bool = True
@@ -99,7 +117,7 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _check_secret(self) -> Settings:
         if self.environment is not Environment.development and (
-            len(self.jwt_secret.encode()) < MIN_SECRET_BYTES
+            len(self.jwt_secret.get_secret_value().encode()) < MIN_SECRET_BYTES
         ):
             raise ConfigError(
                 f"JWT_SECRET must be set to at least {MIN_SECRET_BYTES} bytes outside development "
@@ -110,7 +128,7 @@ class Settings(BaseSettings):
             # Development without a secret still works, but tokens die with the process.
             import secrets
 
-            self.jwt_secret = secrets.token_urlsafe(48)
+            self.jwt_secret = SecretStr(secrets.token_urlsafe(48))
         return self
 
     @property
@@ -120,7 +138,12 @@ class Settings(BaseSettings):
                 "DATABASE_URL is not set: run `userapi db start` for the embedded database, "
                 "or set DATABASE_URL=postgresql://user:pass@host:port/db"
             )
-        return to_async_url(self.database_url)
+        return to_async_url(self.database_url.get_secret_value())
+
+    @property
+    def plain_database_url(self) -> str | None:
+        """The configured postgresql:// URL with its password (for tools that connect), or None."""
+        return self.database_url.get_secret_value() if self.database_url else None
 
 
 @lru_cache

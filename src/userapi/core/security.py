@@ -91,7 +91,7 @@ class TokenCodec:
     """Encodes and verifies access tokens; the accepted algorithm is fixed here, never read from a token."""
 
     def __init__(self, settings: Settings) -> None:
-        self._key = settings.jwt_secret
+        self._key = settings.jwt_secret.get_secret_value()
         self._algorithm = settings.jwt_algorithm
         self._issuer = settings.jwt_issuer
         self._audience = settings.jwt_audience

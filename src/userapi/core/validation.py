@@ -1,8 +1,7 @@
-"""Reusable input types (storable text, normalised emails, acceptable passwords) and opaque cursors."""
+"""Reusable input types: storable text, normalised emails, acceptable passwords."""
 
 from __future__ import annotations
 
-import base64
 from functools import lru_cache
 from typing import Annotated
 
@@ -71,16 +70,3 @@ NewPassword = Annotated[
     AfterValidator(_acceptable_password),
 ]
 FullName = Annotated[str, BeforeValidator(_strip), Field(max_length=200), AfterValidator(_storable)]
-
-
-def encode_cursor_bytes(raw: bytes) -> str:
-    """An opaque pagination cursor: base64url without padding."""
-    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
-
-
-def decode_cursor_bytes(cursor: str) -> bytes:
-    """The bytes of a cursor; ValueError for anything that is not strict base64url.
-
-    Strict, because the lenient decoder drops unknown characters and so turns junk into data.
-    """
-    return base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 
 import asyncpg
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from userapi.core.config import Settings
 
@@ -80,26 +79,3 @@ def bind_to_pool(reads: ReadPool, pool: asyncpg.Pool, timeout: float) -> None:
         await pool.expire_connections()
 
     reads.bind(lambda: pool.acquire(timeout=timeout), expire)
-
-
-def bind_to_connection(reads: ReadPool, connection: AsyncConnection) -> None:
-    """Tests: read through the test's own connection, so its uncommitted rows are seen."""
-
-    @asynccontextmanager
-    async def acquire() -> AsyncIterator[asyncpg.Connection]:
-        raw = await connection.get_raw_connection()
-        yield raw.driver_connection
-
-    reads.bind(acquire)
-
-
-def bind_to_engine(reads: ReadPool, engine: AsyncEngine) -> None:
-    """Tests with real commits: a connection from the engine's pool per read."""
-
-    @asynccontextmanager
-    async def acquire() -> AsyncIterator[asyncpg.Connection]:
-        async with engine.connect() as connection:
-            raw = await connection.get_raw_connection()
-            yield raw.driver_connection
-
-    reads.bind(acquire)

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import (
 
 from userapi.core.config import Settings
 from userapi.core.exceptions import AppError
+from userapi.core.runtime import RuntimeDep
 
 
 def _unique_statement_name() -> str:
@@ -58,14 +59,13 @@ def build_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
 
 
-async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+async def get_session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
     """The request's session and its one commit point.
 
     Used with `scope="function"` so the commit happens before the response is sent: a failed
     commit becomes an error response, never a 2xx for a write that was lost.
     """
-    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
-    async with sessionmaker() as session:
+    async with runtime.sessionmaker() as session:
         try:
             yield session
         except AppError as exc:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from userapi.core.exceptions import Conflict, InvalidInput, NotFound
+from userapi.core.exceptions import Conflict, NotFound
 
 
 class EmailTaken(Conflict):
@@ -18,8 +18,3 @@ class UserNotFound(NotFound):
 class LastAdmin(Conflict):
     code = "last_admin"
     title = "Last active admin"
-
-
-class InvalidCursor(InvalidInput):
-    code = "invalid_cursor"
-    title = "Invalid cursor"

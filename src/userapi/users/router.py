@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, status
+from fastapi import APIRouter, Query, status
 
-from userapi.auth.dependencies import (
-    AdminUser,
-    AuthServiceDep,
-    ClientDep,
-    CurrentUser,
-    UserServiceDep,
-)
+from userapi.auth.dependencies import AdminUser, AuthServiceDep, ClientDep, CurrentUser
 from userapi.core.config import API_PREFIX
+from userapi.core.pagination import CursorParam, LimitParam
 from userapi.core.validation import StorableText
 from userapi.users.constants import Role
+from userapi.users.dependencies import TargetUser, UserServiceDep
 from userapi.users.models import User
 from userapi.users.schemas import (
     PasswordChange,
@@ -26,6 +21,7 @@ from userapi.users.schemas import (
     UserSelfUpdate,
     UserUpdate,
 )
+from userapi.users.service import Actor
 
 # Routers carry their full prefix, so a route knows its whole path template (metrics, logs).
 router = APIRouter(prefix=f"{API_PREFIX}/users", tags=["users"])
@@ -33,13 +29,6 @@ _not_found: dict[int | str, dict[str, Any]] = {404: {"description": "No such use
 _last_admin: dict[int | str, dict[str, Any]] = {
     409: {"description": "The last active admin cannot lose that status"}
 }
-
-
-async def get_target_user(user_id: uuid.UUID, users: UserServiceDep) -> User:
-    return await users.get(user_id)
-
-
-TargetUser = Annotated[User, Depends(get_target_user)]
 
 
 @router.get("/me", response_model=UserRead)
@@ -69,8 +58,8 @@ async def change_password(
 async def list_users(
     admin: AdminUser,
     users: UserServiceDep,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    limit: LimitParam = 20,
+    cursor: CursorParam = None,
     role: Role | None = None,
     email: Annotated[StorableText | None, Query(max_length=320, description="Email prefix")] = None,
 ) -> dict[str, object]:
@@ -87,10 +76,9 @@ async def list_users(
     response_model=UserRead,
     responses={409: {"description": "Email taken"}},
 )
-async def create_user(body: UserCreate, admin: AdminUser, auth: AuthServiceDep, client: ClientDep) -> User:
-    user = await auth.admin_create(
-        admin,
-        client,
+async def create_user(body: UserCreate, admin: AdminUser, users: UserServiceDep, client: ClientDep) -> User:
+    user = await users.admin_create(
+        Actor.admin(admin, client),
         email=body.email,
         password=body.password,
         full_name=body.full_name,
@@ -107,12 +95,11 @@ async def read_user(admin: AdminUser, target: TargetUser) -> User:
 
 @router.patch("/{user_id}", response_model=UserRead, responses={**_not_found, **_last_admin})
 async def update_user(
-    body: UserUpdate, admin: AdminUser, target: TargetUser, auth: AuthServiceDep, client: ClientDep
+    body: UserUpdate, admin: AdminUser, target: TargetUser, users: UserServiceDep, client: ClientDep
 ) -> User:
-    user = await auth.admin_update(
-        admin,
+    user = await users.admin_update(
+        Actor.admin(admin, client),
         target,
-        client,
         role=body.role,
         is_active=body.is_active,
         full_name=body.full_name,
@@ -122,5 +109,5 @@ async def update_user(
 
 
 @router.delete("/{user_id}", status_code=status.HTTP_204_NO_CONTENT, responses={**_not_found, **_last_admin})
-async def delete_user(admin: AdminUser, target: TargetUser, auth: AuthServiceDep, client: ClientDep) -> None:
-    await auth.admin_delete(admin, target, client)
+async def delete_user(admin: AdminUser, target: TargetUser, users: UserServiceDep, client: ClientDep) -> None:
+    await users.admin_delete(Actor.admin(admin, client), target)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, field_validator
 from pydantic.json_schema import SkipJsonSchema
 
+from userapi.core.pagination import Page
 from userapi.core.validation import Email, FullName, LoginPassword, NewPassword
 from userapi.users.constants import Role
 
@@ -63,8 +64,5 @@ class PasswordChange(_Input):
     new_password: NewPassword
 
 
-class UserPage(BaseModel):
-    items: list[UserRead]
-    next_cursor: str | None = Field(
-        description="Pass as `cursor` to get the next page; null on the last page."
-    )
+class UserPage(Page[UserRead]):
+    pass

@@ -1,43 +1,86 @@
-"""The rules of the users domain: accounts, profiles, roles and the last-admin guard."""
+"""The rules of the users domain: accounts, profiles, admin user management and the last-admin guard."""
 
 from __future__ import annotations
 
-import binascii
 import uuid
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
 
-import orjson
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from userapi.audit.constants import EventType
+from userapi.core.client import ClientInfo
+from userapi.core.pagination import decode_cursor, key_datetime, key_uuid, next_page
 from userapi.core.security import PasswordHasher
-from userapi.core.validation import decode_cursor_bytes, encode_cursor_bytes
 from userapi.users.constants import Role
-from userapi.users.exceptions import EmailTaken, InvalidCursor, LastAdmin, UserNotFound
+from userapi.users.exceptions import EmailTaken, LastAdmin, UserNotFound
 from userapi.users.models import User
 from userapi.users.repository import UserRepository
 
 
-def encode_cursor(user: User) -> str:
-    return encode_cursor_bytes(orjson.dumps([user.created_at.isoformat(), str(user.id)]))
+class Sessions(Protocol):
+    """What users needs from auth: ending every sign-in session of an account (auth implements it)."""
+
+    async def revoke_user_sessions(self, user_id: uuid.UUID) -> None: ...
 
 
-def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        created_at, user_id = orjson.loads(decode_cursor_bytes(cursor))
-        if not isinstance(created_at, str) or not isinstance(user_id, str):
-            raise TypeError("cursor parts must be strings")  # uuid.UUID(5) raises AttributeError
-        parsed = datetime.fromisoformat(created_at)
-        if parsed.tzinfo is None:
-            raise ValueError("naive timestamp")
-        # In UTC, as the driver sends it: out of range (year 1 at +14:00) fails here, not as a 500 there.
-        return parsed.astimezone(UTC), uuid.UUID(user_id)
-    except (ValueError, TypeError, OverflowError, binascii.Error, orjson.JSONDecodeError):
-        raise InvalidCursor("The cursor is not one this service issued") from None
+class AuditTrail(Protocol):
+    """What users needs from audit: recording an event (audit's AuditService implements it)."""
+
+    async def record(
+        self,
+        type_: EventType,
+        *,
+        user_id: uuid.UUID | None,
+        client: ClientInfo | None = None,
+        actor_id: uuid.UUID | None = None,
+        **detail: str,
+    ) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who makes an admin change: a signed-in admin over HTTP, or an operator at the command line."""
+
+    user_id: uuid.UUID | None
+    client: ClientInfo | None
+    # Recorded as the event's `actor` detail when there is no user to name (the CLI).
+    label: str | None = None
+
+    @classmethod
+    def admin(cls, user: User, client: ClientInfo) -> Actor:
+        return cls(user.id, client)
+
+    @classmethod
+    def cli(cls) -> Actor:
+        return cls(None, None, "cli")
+
+
+def _user_key(values: list[Any]) -> tuple[datetime, uuid.UUID]:
+    created_at, user_id = values
+    return key_datetime(created_at), key_uuid(user_id)
 
 
 class UserService:
-    def __init__(self, repository: UserRepository, hasher: PasswordHasher) -> None:
+    """Accounts and their administration; sessions end and events are recorded through interfaces."""
+
+    def __init__(
+        self, repository: UserRepository, hasher: PasswordHasher, sessions: Sessions, audit: AuditTrail
+    ) -> None:
         self.repository = repository
         self.hasher = hasher
+        self.sessions = sessions
+        self.audit = audit
+
+    @classmethod
+    def for_session(
+        cls, session: AsyncSession, hasher: PasswordHasher, sessions: Sessions, audit: AuditTrail
+    ) -> UserService:
+        """The service on a caller's session (request, CLI): only users builds its repository."""
+        return cls(UserRepository(session), hasher, sessions, audit)
+
+    # --- accounts ---------------------------------------------------------------------------
 
     async def create(
         self,
@@ -47,7 +90,7 @@ class UserService:
         role: Role = Role.user,
         is_active: bool = True,
     ) -> User:
-        """Create an account. Raises EmailTaken."""
+        """Create an account (not audited: callers record why). Raises EmailTaken."""
         password_hash = await self.hasher.hash(password)
         user = await self.repository.insert_unless_email_taken(
             {
@@ -76,12 +119,9 @@ class UserService:
         self, limit: int, cursor: str | None, role: Role | None, email_prefix: str | None
     ) -> tuple[list[User], str | None]:
         """A page of users in creation order and the cursor of the next one. Raises InvalidCursor."""
-        after = decode_cursor(cursor) if cursor else None
-        # One row more than asked tells whether a next page exists without a count.
+        after = decode_cursor(cursor, _user_key) if cursor else None
         rows = await self.repository.page(limit=limit + 1, after=after, role=role, email_prefix=email_prefix)
-        if len(rows) > limit:
-            return rows[:limit], encode_cursor(rows[limit - 1])
-        return rows, None
+        return next_page(rows, limit, lambda user: [user.created_at.isoformat(), str(user.id)])
 
     async def update_profile(self, user: User, full_name: str | None) -> User:
         """Change the caller's own name."""
@@ -90,8 +130,37 @@ class UserService:
         await self.repository.flush()
         return user
 
-    async def update(
+    async def set_password(self, user: User, new_password: str) -> None:
+        password_hash = await self.hasher.hash(new_password)
+        user = await self.repository.attach(user)
+        user.password_hash = password_hash
+        await self.repository.flush()
+
+    async def end_all_sessions(self, user: User) -> None:
+        """End every session: access tokens carry the old token version, refresh tokens are revoked."""
+        await self.repository.bump_token_version(user)
+        await self.sessions.revoke_user_sessions(user.id)
+
+    # --- administration (admins over HTTP, operators at the CLI), every change audited ------
+
+    async def admin_create(
         self,
+        actor: Actor,
+        *,
+        email: str,
+        password: str,
+        full_name: str | None,
+        role: Role,
+        is_active: bool,
+    ) -> User:
+        """Create an account with a role. Raises EmailTaken."""
+        user = await self.create(email, password, full_name, role, is_active)
+        await self._record(EventType.user_created, user, actor, role=role.value)
+        return user
+
+    async def admin_update(
+        self,
+        actor: Actor,
         user: User,
         *,
         role: Role | None = None,
@@ -99,7 +168,8 @@ class UserService:
         full_name: str | None = None,
         fields: set[str],
     ) -> User:
-        """Admin update of the given fields. Raises LastAdmin."""
+        """Change role, activity or name. Raises LastAdmin. Deactivation ends every session."""
+        old_role, was_active = user.role, user.is_active
         demotes = "role" in fields and role is not None and role is not Role.admin
         deactivates = "is_active" in fields and is_active is False
         if demotes or deactivates:
@@ -111,22 +181,27 @@ class UserService:
         if "full_name" in fields:
             user.full_name = full_name
         await self.repository.flush()
+        if user.role is not old_role:
+            await self._record(EventType.role_changed, user, actor, old=old_role.value, new=user.role.value)
+        if was_active and not user.is_active:
+            await self.end_all_sessions(user)
+            await self._record(EventType.user_deactivated, user, actor)
+        elif not was_active and user.is_active:
+            await self._record(EventType.user_reactivated, user, actor)
         return user
 
-    async def delete(self, user: User) -> None:
-        """Delete an account. Raises LastAdmin."""
+    async def admin_delete(self, actor: Actor, user: User) -> None:
+        """Delete an account (its sessions go with it). Raises LastAdmin."""
         await self._guard_last_admin(user, "deleted")
         await self.repository.delete(user.id)
+        await self._record(EventType.user_deleted, user, actor, email=user.email)
 
-    async def set_password(self, user: User, new_password: str) -> None:
-        password_hash = await self.hasher.hash(new_password)
-        user = await self.repository.attach(user)
-        user.password_hash = password_hash
-        await self.repository.flush()
+    # --- internals ------------------------------------------------------------------------
 
-    async def end_all_sessions(self, user: User) -> None:
-        """Invalidate every access token issued so far (they carry the old version)."""
-        await self.repository.bump_token_version(user)
+    async def _record(self, type_: EventType, user: User, actor: Actor, **detail: str) -> None:
+        if actor.label is not None:
+            detail["actor"] = actor.label
+        await self.audit.record(type_, user_id=user.id, client=actor.client, actor_id=actor.user_id, **detail)
 
     async def _guard_last_admin(self, user: User, action: str) -> None:
         if user.role is not Role.admin or not user.is_active:

@@ -1,4 +1,8 @@
-"""Login and registration throttling on the `limits` library (memory for one process, Redis for many)."""
+"""Throttling of secret checks on the `limits` library (memory for one process, Redis for many).
+
+In core, not in auth: every check of a secret (password now; one-time and recovery codes, mailed
+tokens as those domains arrive) is throttled by this one mechanism, held by the process runtime.
+"""
 
 from __future__ import annotations
 

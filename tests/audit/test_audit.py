@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from tests.conftest import Account, make_account
-from tests.helpers import API, PASSWORD, bearer, login, unique_email
+from tests.fixtures.app import Account, make_account
+from tests.fixtures.helpers import API, PASSWORD, bearer, login, unique_email
 
 AGENT = "audit-test-agent/3.1"
 WRONG_PASSWORD = "wrong-but-secret-guess-7781"

@@ -1,4 +1,4 @@
-"""Values of the auth domain: audit event types."""
+"""Values of the audit domain: the event types every domain records."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import enum
 
 
 class EventType(enum.StrEnum):
+    """What happened; stored as text in `auth_events.type` (at most 40 characters)."""
+
     signup = "signup"
     login_succeeded = "login_succeeded"
     login_failed = "login_failed"
