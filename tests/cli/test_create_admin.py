@@ -104,3 +104,42 @@ async def test_create_admin_errors_are_one_line(
     assert_one_line_error(no_db, "database")
     assert "secret" not in no_db.stderr  # the URL's password is not printed
     assert await fetch(engine, f"weak-{tag}@example.com") is None
+
+
+async def test_create_admin_is_audited_with_the_cli_as_actor(
+    database_url: str, live_client: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    # The same service path as POST /api/v1/users (and PATCH for a promotion): the trail says so.
+    env = server_env(database_url)
+    tag = uuid.uuid4().hex[:8]
+    existing = await register(live_client, f"clerk-{tag}@example.com")
+    async with engine.begin() as conn:
+        await conn.execute(text("UPDATE users SET is_active = false WHERE id = :id"), {"id": existing["id"]})
+    created, promoted = await asyncio.gather(
+        cli("create-admin", "--email", f"chief-{tag}@example.com", env=env, input=PASSWORD + "\n"),
+        cli("create-admin", "--email", existing["email"], env=env, input=""),
+    )
+    assert created.returncode == 0, created
+    assert promoted.returncode == 0, promoted
+    chief = await fetch(engine, f"chief-{tag}@example.com")
+
+    async with engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                text(
+                    "SELECT type, user_id, actor_id, ip, detail FROM auth_events"
+                    " WHERE user_id IN (:a, :b) AND type <> 'signup' ORDER BY id"
+                ),
+                {"a": chief.id, "b": uuid.UUID(existing["id"])},
+            )
+        ).all()
+    events = {(row.type, str(row.user_id)): row for row in rows}
+    assert set(events) == {
+        ("user_created", str(chief.id)),
+        ("role_changed", existing["id"]),
+        ("user_reactivated", existing["id"]),
+    }
+    for row in rows:
+        assert (row.actor_id, row.ip, row.detail["actor"]) == (None, None, "cli")
+    assert events["user_created", str(chief.id)].detail == {"actor": "cli", "role": "admin"}
+    assert events["role_changed", existing["id"]].detail == {"actor": "cli", "old": "user", "new": "admin"}

@@ -30,6 +30,17 @@ async def test_models_and_migrations_agree(database_url: str) -> None:
     await asyncio.to_thread(command.check, cfg)
 
 
+async def test_the_tables_emptied_after_committing_tests_are_every_migrated_table(
+    db_conn: AsyncConnection,
+) -> None:
+    # tests/fixtures/database.py truncates the metadata's tables: that list must miss none.
+    from tests.fixtures.database import model_tables
+
+    rows = await db_conn.execute(text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'"))
+    migrated = {row[0] for row in rows} - {"alembic_version", "schema_migrations"}
+    assert set(model_tables()) == migrated
+
+
 async def test_check_would_catch_a_model_without_migration(database_url: str) -> None:
     from sqlalchemy import Column, Integer, Table
 
