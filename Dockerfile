@@ -7,7 +7,7 @@
 # same image serves (`userapi serve`, the default) and migrates (`userapi migrate`).
 #
 # Run-time settings come from the environment (see .env.example). The image sets ENVIRONMENT=production,
-# so JWT_SECRET (>= 32 bytes) and DATABASE_URL must be given; WEB_CONCURRENCY sets the worker count.
+# so JWT_SECRET and KEY_ENCRYPTION_SECRET (>= 32 bytes each) and DATABASE_URL must be given; WEB_CONCURRENCY sets the worker count.
 
 ARG PYTHON_TAG=3.11-slim
 

@@ -20,14 +20,18 @@ $(CURDIR)/.tools/bin/uv:
 install: $(UV)
 	@$(UV) sync --frozen --quiet
 
-# A development .env with a random JWT secret, written once and never committed.
+# A development .env with random secrets, written once and never committed.
 .env:
-	@umask 077; printf 'ENVIRONMENT=development\nJWT_SECRET=%s\n' \
+	@umask 077; printf 'ENVIRONMENT=development\nJWT_SECRET=%s\nKEY_ENCRYPTION_SECRET=%s\n' \
+	  "$$(python3 -c 'import secrets; print(secrets.token_urlsafe(48))')" \
 	  "$$(python3 -c 'import secrets; print(secrets.token_urlsafe(48))')" > .env
-	@echo "wrote .env with a random JWT_SECRET (git-ignored)"
+	@echo "wrote .env with a random JWT_SECRET and KEY_ENCRYPTION_SECRET (git-ignored)"
 
+# An older .env gains the secrets it lacks. KEY_ENCRYPTION_SECRET only while no key is sealed yet:
+# a new one would not open the keys an earlier run stored, so then the development default stays.
 run: install .env
 	@grep -q '^JWT_SECRET=.' .env || { umask 077; echo "JWT_SECRET=$$(python3 -c 'import secrets; print(secrets.token_urlsafe(48))')" >> .env; }
+	@grep -q '^KEY_ENCRYPTION_SECRET=' .env || [ -d .data/postgres ] || { umask 077; echo "KEY_ENCRYPTION_SECRET=$$(python3 -c 'import secrets; print(secrets.token_urlsafe(48))')" >> .env; }
 	@$(RUN) userapi migrate
 	@$(RUN) userapi serve
 

@@ -31,6 +31,7 @@ def service_env(database_url: str, jwt_secret: str, overrides: dict[str, str]) -
         "ENVIRONMENT": "production",
         "DATABASE_URL": database_url,
         "JWT_SECRET": jwt_secret,
+        "KEY_ENCRYPTION_SECRET": jwt_secret + "-key-encryption",
         # Throttling would turn the login and sign-up storms into 429s; everything else stays default.
         "RATE_LIMIT_LOGIN_ACCOUNT": "1000000/minute",
         "RATE_LIMIT_LOGIN_IP": "1000000/minute",

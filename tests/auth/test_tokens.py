@@ -283,7 +283,9 @@ def test_settings_refuse_a_short_key_outside_development(environment: str, secre
 
 def test_settings_accept_a_32_byte_key_and_short_keys_in_development() -> None:
     assert (
-        Settings(_env_file=None, environment="production", jwt_secret="k" * 32).jwt_secret.get_secret_value()
+        Settings(
+            _env_file=None, environment="production", jwt_secret="k" * 32, key_encryption_secret="e" * 32
+        ).jwt_secret.get_secret_value()
         == "k" * 32
     )  # type: ignore[call-arg]
     assert (

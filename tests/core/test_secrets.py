@@ -15,7 +15,8 @@ from userapi.core.config import Settings
 JWT = "jwt-secret-that-must-never-show-0123456789abcdef"
 METRICS = "metrics-token-that-must-never-show"
 DB_PASSWORD = "db-password-that-must-never-show"
-SECRETS = (JWT, METRICS, DB_PASSWORD)
+KEY_ENCRYPTION = "key-encryption-secret-that-must-never-show-0123"
+SECRETS = (JWT, METRICS, DB_PASSWORD, KEY_ENCRYPTION)
 
 
 def _settings(**overrides: object) -> Settings:
@@ -24,6 +25,7 @@ def _settings(**overrides: object) -> Settings:
         "database_url": f"postgresql://app:{DB_PASSWORD}@db.example.com:5432/app",
         "jwt_secret": JWT,
         "metrics_token": METRICS,
+        "key_encryption_secret": KEY_ENCRYPTION,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[arg-type]
@@ -51,6 +53,7 @@ def test_the_secrets_are_read_from_the_environment_and_still_hidden(monkeypatch:
     monkeypatch.setenv("ENVIRONMENT", "test")
     monkeypatch.setenv("JWT_SECRET", JWT)
     monkeypatch.setenv("METRICS_TOKEN", METRICS)
+    monkeypatch.setenv("KEY_ENCRYPTION_SECRET", KEY_ENCRYPTION)
     monkeypatch.setenv("DATABASE_URL", f"postgresql://app:{DB_PASSWORD}@db:5432/app")
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
     _assert_hidden(repr(settings))

@@ -30,7 +30,12 @@ def test_production_refuses_a_short_secret() -> None:
 
 
 def test_production_accepts_a_long_secret() -> None:
-    settings = Settings(_env_file=None, environment="production", jwt_secret="x" * 32)  # type: ignore[call-arg]
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        environment="production",
+        jwt_secret="x" * 32,
+        key_encryption_secret="k" * 32,
+    )
     assert settings.environment is Environment.production
 
 
@@ -44,6 +49,7 @@ def test_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("BCRYPT_ROUNDS", "5")
     monkeypatch.setenv("ENVIRONMENT", "test")
     monkeypatch.setenv("JWT_SECRET", "y" * 40)
+    monkeypatch.setenv("KEY_ENCRYPTION_SECRET", "z" * 40)
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
     assert settings.trusted_proxies == ["10.0.0.1", "192.168.0.0/16"]
     assert settings.bcrypt_rounds == 5

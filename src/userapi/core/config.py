@@ -15,6 +15,10 @@ API_PREFIX = "/api/v1"
 
 # HMAC keys shorter than the hash output weaken HS256 (RFC 7518 section 3.2).
 MIN_SECRET_BYTES = 32
+# Development only, when KEY_ENCRYPTION_SECRET is unset (`make run` writes a random one into .env):
+# a fixed value keeps the embedded database's sealed keys readable across restarts. Never accepted
+# outside development, where the secret is required.
+DEVELOPMENT_KEY_ENCRYPTION_SECRET = "development-only-key-encryption-secret-not-for-production"
 
 
 class Environment(enum.StrEnum):
@@ -79,6 +83,9 @@ class Settings(BaseSettings):
     refresh_token_ttl_seconds: int = Field(default=14 * 24 * 3600, ge=60)
     refresh_token_reuse_interval: int = Field(default=10, ge=0)
 
+    # Seals secrets stored in the database (private signing keys, TOTP seeds): core/crypto.py.
+    key_encryption_secret: SecretStr = SecretStr("")
+
     bcrypt_rounds: int = Field(default=12, ge=4, le=16)
 
     rate_limit_storage_url: str = "memory://"
@@ -129,6 +136,16 @@ class Settings(BaseSettings):
             import secrets
 
             self.jwt_secret = SecretStr(secrets.token_urlsafe(48))
+        key_secret = self.key_encryption_secret.get_secret_value()
+        if self.environment is not Environment.development and len(key_secret.encode()) < MIN_SECRET_BYTES:
+            raise ConfigError(
+                f"KEY_ENCRYPTION_SECRET must be set to at least {MIN_SECRET_BYTES} bytes outside "
+                f"development (ENVIRONMENT={self.environment.value}); generate one with "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(48))'` and keep it: "
+                "the stored signing keys can only be opened with it"
+            )
+        if not key_secret:
+            self.key_encryption_secret = SecretStr(DEVELOPMENT_KEY_ENCRYPTION_SECRET)
         return self
 
     @property
