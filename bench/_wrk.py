@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from dataclasses import asdict, dataclass
@@ -11,6 +10,7 @@ from typing import Any
 import orjson
 
 from bench._common import HOST, LUA, BenchError, log, median
+from userapi.core.system_packages import PackageInstallError, can_install, install_once
 
 _MARKER = "BENCH_RESULT "
 
@@ -33,22 +33,17 @@ class WrkResult:
 
 
 def ensure_wrk() -> str:
-    """The wrk binary; installs Debian's package when missing and running as root, else fails."""
-    if found := shutil.which("wrk"):
-        return found
-    if os.geteuid() == 0 and shutil.which("apt-get"):
+    """The wrk binary; installs Debian's package (once, under the project's installer lock) when missing
+    and running as root, else fails."""
+    if not shutil.which("wrk") and can_install():
         log("wrk not found: installing the Debian package (apt-get install -y wrk)")
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        install = ["apt-get", "install", "-y", "wrk"]
-        # The package lists may be missing or stale on a fresh machine: update once, then retry.
-        for steps in ([install], [["apt-get", "update"], install]):
-            if all(
-                subprocess.run(c, env=env, capture_output=True, check=False).returncode == 0 for c in steps
-            ):
-                break
-        if found := shutil.which("wrk"):
-            return found
-    raise BenchError("wrk not found: install it (Debian: apt-get install wrk) and run the bench again")
+    try:
+        found = install_once(("wrk",), lambda: shutil.which("wrk"))
+    except PackageInstallError as exc:
+        raise BenchError(f"{exc}; install wrk by hand and run the bench again") from None
+    if found is None:
+        raise BenchError("wrk not found: install it (Debian: apt-get install wrk) and run the bench again")
+    return found
 
 
 def wrk_version() -> str:

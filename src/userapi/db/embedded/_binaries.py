@@ -7,12 +7,16 @@ import pwd
 import re
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
+
+from userapi.core.system_packages import PackageInstallError, install_once
 
 SERVICE_USER = "userapi-pg"
 _SERVER_TOOLS = ("initdb", "pg_ctl", "postgres")
-_INSTALL = [["apt-get", "update"], ["apt-get", "install", "-y", "postgresql", "postgresql-contrib"]]
+_PACKAGES = ("postgresql", "postgresql-contrib")
+# Where Debian's postgresql-NN packages put the server binaries (a module constant, so tests can aim
+# the search at a stand-in tree).
+DEBIAN_ROOT = Path("/usr/lib/postgresql")
 _USERADD = [
     "useradd",
     "--system",
@@ -53,33 +57,23 @@ def find_server_bindir() -> Path | None:
     if initdb := shutil.which("initdb"):
         # Resolve first: a symlink such as /usr/local/bin/initdb sits apart from psql and pg_isready.
         candidates += [Path(initdb).resolve().parent, Path(initdb).parent]
-    candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=_version_key, reverse=True)
+    candidates += sorted(DEBIAN_ROOT.glob("*/bin"), key=_version_key, reverse=True)
     return next((c for c in candidates if _has_server(c)), None)
 
 
 def ensure_server_binaries() -> Path:
-    """Find the server binaries, installing them with apt-get when running as root on Debian."""
-    if (found := find_server_bindir()) is not None:
-        return found
-    if os.geteuid() == 0 and shutil.which("apt-get"):
-        log = Path(tempfile.gettempdir()) / "userapi-postgresql-install.log"
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        with log.open("w") as out:
-            for cmd in _INSTALL:
-                proc = subprocess.run(
-                    cmd,
-                    check=False,
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    env=env,
-                )
-                if proc.returncode != 0:
-                    reason = _last_meaningful(log.read_text(errors="replace"))
-                    raise EmbeddedPostgresError(f"`{' '.join(cmd)}` failed (see {log}): {reason}")
-        if (found := find_server_bindir()) is not None:
-            return found
-    raise EmbeddedPostgresError(_NOT_FOUND)
+    """The server binaries' directory, installing Debian's postgresql when running as root.
+
+    Installs at most once across concurrent processes (userapi.core.system_packages.install_once).
+    Raises EmbeddedPostgresError when apt-get fails or the binaries cannot be had.
+    """
+    try:
+        found = install_once(_PACKAGES, find_server_bindir)
+    except PackageInstallError as exc:
+        raise EmbeddedPostgresError(str(exc)) from None
+    if found is None:
+        raise EmbeddedPostgresError(_NOT_FOUND)
+    return found
 
 
 def _tool(bindir: Path, name: str) -> str:
