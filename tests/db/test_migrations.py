@@ -97,6 +97,48 @@ async def test_history_records_each_revision_with_time_and_duration(db_conn: Asy
     assert "backfilled" not in rows[0].description
 
 
+async def test_history_times_each_revision_when_it_ran(empty_database_url: str) -> None:
+    # One transaction applies every revision: executed_at must be each one's own moment, not the
+    # transaction's start (now()), so the history orders and times them.
+    await asyncio.to_thread(migrate.upgrade, to_async_url(empty_database_url))
+    conn = await asyncpg.connect(empty_database_url)
+    try:
+        rows = await conn.fetch("SELECT revision, executed_at FROM schema_migrations ORDER BY revision")
+    finally:
+        await conn.close()
+    times = [r["executed_at"] for r in rows]
+    assert len(times) == len(set(times)) == 3, times
+    assert times == sorted(times), f"executed_at not increasing in revision order: {rows}"
+
+
+async def test_waiting_for_another_migrator_is_no_part_of_a_revision(empty_database_url: str) -> None:
+    # Another process holds the migration lock for `wait_s`: the first revision's duration and every
+    # executed_at must start from when this run got the lock, not from when it began waiting.
+    wait_s = 2.0
+    holder = await asyncpg.connect(empty_database_url)
+    try:
+        tx = holder.transaction()
+        await tx.start()
+        await holder.execute("SELECT pg_advisory_xact_lock($1)", migrate.MIGRATION_LOCK_KEY)
+        upgrade = asyncio.create_task(asyncio.to_thread(migrate.upgrade, to_async_url(empty_database_url)))
+        waiting = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        while not await holder.fetchval(waiting):
+            assert not upgrade.done(), upgrade.exception()
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(wait_s)
+        released_at = await holder.fetchval("SELECT clock_timestamp()")
+        await tx.commit()
+        await asyncio.wait_for(upgrade, 60)
+        rows = await holder.fetch(
+            "SELECT revision, executed_at, duration_ms FROM schema_migrations ORDER BY revision"
+        )
+    finally:
+        await holder.close()
+    assert [r["revision"] for r in rows] == ["0001", "0002", "0003"]
+    assert all(r["executed_at"] > released_at for r in rows), (released_at, rows)
+    assert rows[0]["duration_ms"] < wait_s * 1000, rows[0]
+
+
 async def test_backfill_when_history_table_arrives_later(empty_database_url: str) -> None:
     url = to_async_url(empty_database_url)
     await asyncio.to_thread(migrate.upgrade, url, "0001")

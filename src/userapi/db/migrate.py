@@ -17,6 +17,9 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 MIGRATIONS_LOCATION = "userapi:migrations"
+# The advisory lock key migrations/env.py holds while migrating: every process migrating this database
+# serialises on it, so replicas started together migrate once and none fails.
+MIGRATION_LOCK_KEY = 0x75736572617069  # "userapi"
 VERSIONS_DIR = Path(__file__).resolve().parent.parent / "migrations" / "versions"
 _REVISION = re.compile(r"^revision: str = ['\"](\w+)['\"]", re.M)
 _DOWN_REVISION = re.compile(r"^down_revision: [^=]+= (.+)$", re.M)

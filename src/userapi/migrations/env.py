@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from alembic import context
@@ -19,11 +20,8 @@ from userapi.audit import models as audit_models  # noqa: F401
 from userapi.auth import models as auth_models  # noqa: F401
 from userapi.core.config import get_settings
 from userapi.db.base import Base
+from userapi.db.migrate import MIGRATION_LOCK_KEY
 from userapi.users import models as users_models  # noqa: F401
-
-# One constant key: every process migrating this database serialises on it, so replicas started
-# together migrate once and none fails.
-MIGRATION_LOCK_KEY = 0x75736572617069  # "userapi"
 
 config = context.config
 target_metadata = Base.metadata
@@ -33,12 +31,18 @@ Progress = Callable[[str], None]
 class _History:
     """Writes one schema_migrations row per applied revision (removes it on downgrade).
 
-    Revisions applied before the table exists in this run are kept and written as soon as it does.
+    executed_at is the server's clock_timestamp() when the revision finished: now() would be the start
+    of the one transaction all revisions run in, the same moment for every row. Revisions applied
+    before the table exists in this run are kept, with their own time, and written as soon as it does.
     """
 
     def __init__(self, progress: Progress | None) -> None:
         self.progress = progress
-        self.pending: list[tuple[str, str, int]] = []
+        self.pending: list[tuple[str, str, datetime, int]] = []
+        self.start()
+
+    def start(self) -> None:
+        """Mark the moment the next revision starts (called once the migration lock is held)."""
         self.last = time.perf_counter()
 
     def __call__(self, ctx: MigrationContext, step: MigrationInfo, heads: Any, run_args: Any) -> None:
@@ -51,20 +55,22 @@ class _History:
         assert conn is not None
         revision = str(step.up_revision_id)
         description = (getattr(step.up_revision, "doc", "") or "").strip()
-        table_exists = conn.execute(text("SELECT to_regclass('schema_migrations')")).scalar()
+        table_exists, finished_at = conn.execute(
+            text("SELECT to_regclass('schema_migrations'), clock_timestamp()")
+        ).one()
         if step.is_upgrade:
-            self.pending.append((revision, description, duration_ms))
+            self.pending.append((revision, description, finished_at, duration_ms))
             if table_exists:
                 for row in self.pending:
                     conn.execute(
                         text(
                             "INSERT INTO schema_migrations (revision, description, executed_at,"
-                            " duration_ms, applied_by) VALUES (:r, :d, now(), :ms, current_user)"
-                            " ON CONFLICT (revision) DO UPDATE SET executed_at = now(),"
+                            " duration_ms, applied_by) VALUES (:r, :d, :at, :ms, current_user)"
+                            " ON CONFLICT (revision) DO UPDATE SET executed_at = excluded.executed_at,"
                             " duration_ms = excluded.duration_ms, description = excluded.description,"
                             " applied_by = excluded.applied_by"
                         ),
-                        {"r": row[0], "d": row[1], "ms": row[2]},
+                        {"r": row[0], "d": row[1], "at": row[2], "ms": row[3]},
                     )
                 self.pending.clear()
             verb = "applied"
@@ -82,16 +88,18 @@ def _include_object(obj: Any, name: str | None, type_: str, reflected: bool, com
 
 
 def _run(connection: Connection) -> None:
+    history = _History(config.attributes.get("progress"))
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
         include_object=_include_object,
-        on_version_apply=_History(config.attributes.get("progress")),
+        on_version_apply=history,
         compare_type=True,
     )
     with context.begin_transaction():
         # Transaction-scoped: released by the commit (or rollback) that ends this run.
         connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
+        history.start()  # the wait for another migrator's lock is no part of the first revision's time
         context.run_migrations()
 
 
