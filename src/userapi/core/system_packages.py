@@ -51,10 +51,13 @@ def can_install() -> bool:
     return os.geteuid() == 0 and shutil.which("apt-get") is not None
 
 
-def install_once(packages: Sequence[str], present: Callable[[], T | None]) -> T | None:
+def install_once(
+    packages: Sequence[str], present: Callable[[], T | None], options: Sequence[str] = ()
+) -> T | None:
     """What `present()` finds, after installing `packages` with apt-get when it finds nothing.
 
-    `present` looks for what the packages provide (a binary, a directory) and returns it or None.
+    `present` looks for what the packages provide (a binary, a directory) and returns it or None;
+    `options` go to `apt-get install` (e.g. "--no-install-recommends").
     Concurrent callers (pytest-xdist workers, `make run` next to `make test`) serialise on the
     installer lock and ask `present()` again once they hold it, so the first one installs and the
     others use its result instead of running apt-get into apt's lock. Without root or apt-get
@@ -69,12 +72,12 @@ def install_once(packages: Sequence[str], present: Callable[[], T | None]) -> T 
     with apt_lock():
         if (found := present()) is not None:
             return found  # installed by whoever held the lock before us
-        apt_get_install(packages)
+        apt_get_install(packages, options)
     return present()
 
 
-def apt_get_install(packages: Sequence[str]) -> None:
-    """`apt-get update`, then `apt-get install -y PACKAGES`, non-interactively; call under apt_lock().
+def apt_get_install(packages: Sequence[str], options: Sequence[str] = ()) -> None:
+    """`apt-get update`, then `apt-get install -y OPTIONS PACKAGES`, non-interactively; call under apt_lock().
 
     Output goes to a log file in the temp directory, named after the first package.
     Raises PackageInstallError naming apt's last error when either command fails.
@@ -83,7 +86,7 @@ def apt_get_install(packages: Sequence[str]) -> None:
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     wait = [f"-oDPkg::Lock::Timeout={_APT_LOCK_TIMEOUT_S}"]
     with log.open("w") as out:
-        for cmd in (["apt-get", *wait, "update"], ["apt-get", *wait, "install", "-y", *packages]):
+        for cmd in (["apt-get", *wait, "update"], ["apt-get", *wait, "install", "-y", *options, *packages]):
             proc = subprocess.run(
                 cmd, check=False, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env
             )
