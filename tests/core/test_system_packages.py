@@ -7,8 +7,10 @@ installer lock was free while it ran, sleeps, and then "installs" what was asked
 
 from __future__ import annotations
 
+import ast
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -138,3 +140,25 @@ def test_apt_get_failure_names_apts_reason(tmp_path: Path, monkeypatch: pytest.M
     with pytest.raises(system_packages.PackageInstallError, match="Unable to locate package no-such-package"):
         system_packages.install_once(["no-such-package"], lambda: None)
     assert lock.exists()
+
+
+def _runs_apt_get(path: Path) -> bool:
+    """True when a Python file names the apt-get program itself (a command list, shutil.which)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    return any(isinstance(node, ast.Constant) and node.value == "apt-get" for node in ast.walk(tree))
+
+
+def test_every_installer_goes_through_install_once() -> None:
+    # One mechanism: a module running apt-get on its own would race the others on apt's lock again.
+    from userapi.core import system_packages
+
+    mechanism = Path(system_packages.__file__).resolve()
+    allowed = {mechanism, Path(__file__).resolve()}  # this file writes the stand-in apt-get
+    python = [p for d in ("src", "tests", "bench") for p in (ROOT / d).rglob("*.py")]
+    assert [str(p.relative_to(ROOT)) for p in python if p.resolve() not in allowed and _runs_apt_get(p)] == []
+    assert _runs_apt_get(mechanism)  # the check finds what it looks for
+    # Shell scripts cannot import it: those that run apt-get take the same lock with flock(1).
+    for script in (ROOT / "scripts").iterdir():
+        text = script.read_text()
+        if re.search(r"apt-get (-\S+ )*(update|install)", text):
+            assert f"flock {system_packages.APT_LOCK}" in text, script.name
