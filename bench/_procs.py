@@ -36,6 +36,8 @@ def service_env(database_url: str, jwt_secret: str, overrides: dict[str, str]) -
         "RATE_LIMIT_LOGIN_ACCOUNT": "1000000/minute",
         "RATE_LIMIT_LOGIN_IP": "1000000/minute",
         "RATE_LIMIT_REGISTER_IP": "1000000/minute",
+        "RATE_LIMIT_SECRET_ACCOUNT": "1000000/minute",
+        "RATE_LIMIT_SECRET_IP": "1000000/minute",
     }
     return env | overrides
 

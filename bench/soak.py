@@ -99,6 +99,8 @@ def service_env(database_url: str, opts: Options, run_dir: Path) -> dict[str, st
         "RATE_LIMIT_LOGIN_ACCOUNT": "1000000/minute",
         "RATE_LIMIT_LOGIN_IP": "1000000/minute",
         "RATE_LIMIT_REGISTER_IP": "1000000/minute",
+        "RATE_LIMIT_SECRET_ACCOUNT": "1000000/minute",
+        "RATE_LIMIT_SECRET_IP": "1000000/minute",
         "LOG_LEVEL": "WARNING",
         "ACCESS_LOG": "false",
         "PROMETHEUS_MULTIPROC_DIR": str(run_dir / "metrics"),

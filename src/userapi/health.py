@@ -9,11 +9,14 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel
 from starlette.responses import PlainTextResponse, Response
 
+from userapi.auth.dependencies import ClientDep
 from userapi.core.exception_handlers import problem
 from userapi.core.exceptions import Unauthenticated
 from userapi.core.metrics import render
 from userapi.core.runtime import RuntimeDep
 from userapi.db.migrate import missing_revisions
+from userapi.guard.constants import SecretKind
+from userapi.guard.dependencies import SecretGuardDep
 
 router = APIRouter(tags=["operations"])
 
@@ -52,14 +55,30 @@ async def ready(runtime: RuntimeDep) -> Health | Response:
 @router.get(
     "/metrics",
     response_class=PlainTextResponse,
-    responses={200: {"content": {"text/plain": {}}}, 401: {"description": "METRICS_TOKEN is set"}},
+    responses={
+        200: {"content": {"text/plain": {}}},
+        401: {"description": "METRICS_TOKEN is set"},
+        429: {"description": "Throttled"},
+    },
 )
-async def metrics(request: Request, runtime: RuntimeDep) -> Response:
+async def metrics(
+    request: Request, runtime: RuntimeDep, guard: SecretGuardDep, client: ClientDep
+) -> Response:
     """Prometheus text format; when METRICS_TOKEN is set, scrapers must send it as a bearer token."""
     token = runtime.settings.metrics_token.get_secret_value()
-    if token and not hmac.compare_digest(
-        request.headers.get("authorization", "").encode(), f"Bearer {token}".encode()
-    ):
-        raise Unauthenticated("Send the metrics token as `Authorization: Bearer <token>`")
+    if token:
+        presented = request.headers.get("authorization", "").encode()
+
+        async def verify() -> bool:
+            return hmac.compare_digest(presented, f"Bearer {token}".encode())
+
+        # A secret like any other: guessed at, it is throttled per IP and each failure audited.
+        await guard.check(
+            SecretKind.metrics_token,
+            verify,
+            account=None,
+            client=client,
+            refuse=Unauthenticated("Send the metrics token as `Authorization: Bearer <token>`"),
+        )
     body, content_type = render()
     return Response(body, media_type=content_type)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -12,21 +11,12 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from tests.fixtures.app import build_test_app, make_account
-from tests.fixtures.helpers import API, PASSWORD, make_settings, unique_email
+from tests.fixtures.app import app_client, make_account
+from tests.fixtures.helpers import API, PASSWORD, assert_throttled, make_settings, unique_email
 from userapi.core.config import Settings
 
 ATTACKER = "203.0.113.66"
 OWNER = "198.51.100.7"
-
-
-@asynccontextmanager
-async def client_for(
-    settings: Settings, engine: AsyncEngine, conn: AsyncConnection
-) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=build_test_app(settings, engine, conn))
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-        yield client
 
 
 def throttled_settings(base: Settings, **overrides: Any) -> Settings:
@@ -43,18 +33,6 @@ async def attempt(
     )
 
 
-def assert_throttled(response: httpx.Response, window_seconds: int = 60) -> None:
-    assert response.status_code == 429, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    body = response.json()
-    assert body["status"] == 429
-    assert body["code"] == "too_many_requests"
-    assert {"type", "title", "detail"} <= set(body)
-    retry_after = response.headers["retry-after"]
-    assert retry_after.isdigit(), retry_after
-    assert 1 <= int(retry_after) <= window_seconds
-
-
 def test_settings_defaults() -> None:
     defaults = Settings(_env_file=None, environment="development")  # type: ignore[call-arg]
     assert defaults.rate_limit_storage_url == "memory://"
@@ -69,7 +47,7 @@ def test_settings_defaults() -> None:
 async def test_failed_logins_per_account_and_ip_are_throttled(
     settings: Settings, engine: AsyncEngine, db_conn: AsyncConnection
 ) -> None:
-    async with client_for(
+    async with app_client(
         throttled_settings(settings, rate_limit_login_account="5/minute"), engine, db_conn
     ) as client:
         account = await make_account(client)
@@ -95,7 +73,7 @@ async def test_every_attempt_counts_so_the_owner_elsewhere_is_unaffected(
 ) -> None:
     """Attempts are counted before the password is checked (so bursts cannot slip through); a
     success is an attempt too. The owner's other address keeps its own count."""
-    async with client_for(
+    async with app_client(
         throttled_settings(settings, rate_limit_login_account="3/minute"), engine, db_conn
     ) as client:
         account = await make_account(client)
@@ -111,7 +89,7 @@ async def test_failed_logins_per_ip_are_throttled_across_accounts(
     limits = throttled_settings(
         settings, rate_limit_login_ip="3/minute", rate_limit_login_account="100/minute"
     )
-    async with client_for(limits, engine, db_conn) as client:
+    async with app_client(limits, engine, db_conn) as client:
         victim = await make_account(client)
         # Credential stuffing: each attempt on a different (unknown) account from the same address.
         for _ in range(3):
@@ -127,7 +105,7 @@ async def test_failed_logins_per_ip_are_throttled_across_accounts(
 async def test_the_oauth2_form_login_is_throttled_too(
     settings: Settings, engine: AsyncEngine, db_conn: AsyncConnection
 ) -> None:
-    async with client_for(
+    async with app_client(
         throttled_settings(settings, rate_limit_login_account="2/minute"), engine, db_conn
     ) as client:
         account = await make_account(client)
@@ -148,7 +126,7 @@ async def test_the_oauth2_form_login_is_throttled_too(
 async def test_registration_is_throttled_per_ip(
     settings: Settings, engine: AsyncEngine, db_conn: AsyncConnection
 ) -> None:
-    async with client_for(
+    async with app_client(
         throttled_settings(settings, rate_limit_register_ip="2/minute"), engine, db_conn
     ) as client:
 
@@ -173,7 +151,7 @@ async def test_forwarded_for_is_ignored_from_an_untrusted_peer(
 ) -> None:
     untrusted = make_settings(settings.plain_database_url or "", rate_limit_login_account="3/minute")
     assert untrusted.trusted_proxies == []
-    async with client_for(untrusted, engine, db_conn) as client:
+    async with app_client(untrusted, engine, db_conn) as client:
         account = await make_account(client)  # its login is the first of 3 attempts from 127.0.0.1
         for ip in ("192.0.2.1", "192.0.2.2"):
             assert (await attempt(client, account["email"], "wrong password", ip)).status_code == 401
@@ -191,7 +169,7 @@ async def test_forwarded_for_is_ignored_from_an_untrusted_peer(
 async def test_forwarded_for_from_a_trusted_proxy_names_the_client(
     settings: Settings, engine: AsyncEngine, db_conn: AsyncConnection
 ) -> None:
-    async with client_for(throttled_settings(settings), engine, db_conn) as client:
+    async with app_client(throttled_settings(settings), engine, db_conn) as client:
         account = await make_account(client)
         # The client may prepend anything; the hop our proxy appended (rightmost untrusted) counts.
         headers = {"X-Forwarded-For": "6.6.6.6, 203.0.113.5", "User-Agent": "ua-test"}
@@ -218,7 +196,7 @@ async def live_throttled_client(settings: Settings, engine: AsyncEngine) -> Asyn
     """Real commits (concurrent requests need their own connections); tables emptied afterwards."""
     limits = throttled_settings(settings, rate_limit_login_account="3/minute", rate_limit_login_ip="5/minute")
     try:
-        async with client_for(limits, engine, None) as client:
+        async with app_client(limits, engine, None) as client:
             yield client
     finally:
         async with engine.begin() as conn:

@@ -13,7 +13,7 @@ import structlog
 from pydantic import SecretStr
 
 from tests.fixtures.app import Account
-from tests.fixtures.helpers import API, PASSWORD, running_server, server_env, unique_email
+from tests.fixtures.helpers import API, PASSWORD, metric_sample, running_server, server_env, unique_email
 from userapi.core.config import Environment, Settings
 from userapi.core.logging import configure_logging
 
@@ -31,16 +31,6 @@ async def test_request_id_is_echoed_or_made(client: httpx.AsyncClient) -> None:
     assert not_found.headers["x-request-id"] == "on-errors-too"
 
 
-def _sample(text: str, name: str, **labels: str) -> float:
-    total = 0.0
-    for line in text.splitlines():
-        if not line.startswith(name + "{") and not line.startswith(name + " "):
-            continue
-        if all(f'{k}="{v}"' in line for k, v in labels.items()):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
-
-
 async def test_metrics_count_requests_by_route_template(client: httpx.AsyncClient, admin: Account) -> None:
     before = (await client.get("/metrics")).text
     route = "/api/v1/users/{user_id}"
@@ -53,11 +43,11 @@ async def test_metrics_count_requests_by_route_template(client: httpx.AsyncClien
     after = response.text
     labels = {"method": "GET", "route": route, "status": "200"}
     assert (
-        _sample(after, "userapi_http_requests_total", **labels)
-        - _sample(before, "userapi_http_requests_total", **labels)
+        metric_sample(after, "userapi_http_requests_total", **labels)
+        - metric_sample(before, "userapi_http_requests_total", **labels)
         == 3
     )
-    assert _sample(after, "userapi_logins_total", outcome="failure") >= 1
+    assert metric_sample(after, "userapi_logins_total", outcome="failure") >= 1
     for family in (
         "userapi_http_request_duration_seconds_bucket",
         "userapi_refresh_token_reuse_detected_total",
@@ -117,6 +107,6 @@ def test_metrics_aggregate_across_two_workers(database_url: str) -> None:
             assert httpx.get(f"{base}/health/live", timeout=30).status_code == 200
         text = httpx.get(f"{base}/metrics", timeout=30).text
     labels = {"method": "GET", "route": "/health/live", "status": "200"}
-    assert _sample(text, "userapi_http_requests_total", **labels) == 40
+    assert metric_sample(text, "userapi_http_requests_total", **labels) == 40
     # Samples from two processes (pid label present only in multiprocess files' gauges).
     assert "userapi_db_pool_connections_in_use" in text

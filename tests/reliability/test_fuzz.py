@@ -34,7 +34,12 @@ async def fuzz_server(server_url: str) -> AsyncIterator[dict[str, Any]]:
         await asyncio.to_thread(migrate.upgrade, to_async_url(url))
         high = "100000/minute"
         env = server_env(
-            url, RATE_LIMIT_LOGIN_ACCOUNT=high, RATE_LIMIT_LOGIN_IP=high, RATE_LIMIT_REGISTER_IP=high
+            url,
+            RATE_LIMIT_LOGIN_ACCOUNT=high,
+            RATE_LIMIT_LOGIN_IP=high,
+            RATE_LIMIT_REGISTER_IP=high,
+            RATE_LIMIT_SECRET_ACCOUNT=high,
+            RATE_LIMIT_SECRET_IP=high,
         )
         with running_server(env) as base:
             accounts: dict[str, Any] = {"base": base}

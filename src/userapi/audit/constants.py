@@ -12,6 +12,9 @@ class EventType(enum.StrEnum):
     login_succeeded = "login_succeeded"
     login_failed = "login_failed"
     login_throttled = "login_throttled"
+    # A check of a secret other than the sign-in password failed or was throttled (detail: kind).
+    secret_check_failed = "secret_check_failed"
+    secret_check_throttled = "secret_check_throttled"
     refresh_reuse_detected = "refresh_reuse_detected"
     logout = "logout"
     session_revoked = "session_revoked"

@@ -15,6 +15,7 @@ from userapi.core.exceptions import PermissionDenied, Unauthenticated
 from userapi.core.runtime import RuntimeDep
 from userapi.core.security import AccessClaims
 from userapi.db.session import SessionDep
+from userapi.guard.dependencies import SecretGuardDep
 from userapi.users.constants import Role
 from userapi.users.models import User
 from userapi.users.service import UserService
@@ -35,7 +36,11 @@ SessionsDep = Annotated[SessionRevoker, Depends(get_sessions)]
 
 
 async def get_auth_service(
-    session: SessionDep, runtime: RuntimeDep, sessions: SessionsDep, audit: AuditServiceDep
+    session: SessionDep,
+    runtime: RuntimeDep,
+    sessions: SessionsDep,
+    audit: AuditServiceDep,
+    guard: SecretGuardDep,
 ) -> AuthService:
     # The users service is built here, not taken from users.dependencies: that module takes
     # `SessionsDep` from this one, and the two must not import each other.
@@ -47,6 +52,7 @@ async def get_auth_service(
         runtime.hasher,
         runtime.tokens,
         runtime.throttle,
+        guard,
         runtime.settings,
     )
 

@@ -21,6 +21,7 @@ class InvalidRefreshToken(Unauthenticated):
 class WrongCurrentPassword(PermissionDenied):
     code = "wrong_current_password"
     title = "Wrong current password"
+    keeps_writes = True  # the failed check's audit row
 
 
 class SessionNotFound(NotFound):

@@ -20,7 +20,7 @@ from userapi.auth.repository import AuthRepository, CurrentUserRepository, Sessi
 from userapi.auth.schemas import TokenPair
 from userapi.core.client import ClientInfo
 from userapi.core.config import Settings
-from userapi.core.exceptions import InvalidToken, Throttled
+from userapi.core.exceptions import AppError, InvalidToken
 from userapi.core.security import (
     AccessClaims,
     PasswordHasher,
@@ -30,6 +30,8 @@ from userapi.core.security import (
 )
 from userapi.core.throttle import Throttle
 from userapi.db.reads import ReadPool
+from userapi.guard.constants import SecretKind
+from userapi.guard.service import SecretGuard, Verdict
 from userapi.users.models import User
 from userapi.users.service import UserService
 
@@ -91,6 +93,7 @@ class AuthService:
         hasher: PasswordHasher,
         tokens: TokenCodec,
         throttle: Throttle,
+        guard: SecretGuard,
         settings: Settings,
     ) -> None:
         self.repository = repository
@@ -99,6 +102,7 @@ class AuthService:
         self.hasher = hasher
         self.tokens = tokens
         self.throttle = throttle
+        self.guard = guard
         self.settings = settings
 
     # --- accounts ---------------------------------------------------------------------------
@@ -112,35 +116,29 @@ class AuthService:
 
     async def login(self, email: str, password: str, client: ClientInfo) -> TokenPair:
         """Verify credentials and open a session. Raises Throttled, InvalidCredentials."""
-        email = email.strip().lower()
-        try:
-            await self.throttle.hit_login(email, client.ip)
-        except Throttled:
-            await self.audit.record(EventType.login_throttled, user_id=None, client=client, email=email)
-            raise
-        user = await self.users.get_by_email(email)
-        # Unknown emails verify against a dummy hash: both failures cost the same time.
-        valid = await self.hasher.verify(password, user.password_hash if user else None)
-        if user is None or not valid or not user.is_active:
-            reason = "unknown_email" if user is None else "wrong_password" if not valid else "inactive"
-            await self.audit.record(
-                EventType.login_failed,
-                user_id=user.id if user else None,
-                client=client,
-                email=email,
-                reason=reason,
-            )
-            raise InvalidCredentials("Incorrect email or password")
-        if self.hasher.needs_rehash(user.password_hash):
-            await self.users.set_password(user, password)
+        user = await self._sign_in(email, password, client, InvalidCredentials("Incorrect email or password"))
         pair = await self._open_session(user, uuid.uuid4(), client)
         await self.audit.record(EventType.login_succeeded, user_id=user.id, client=client)
         return pair
 
     async def change_password(self, user: User, current: str, new: str, client: ClientInfo) -> None:
-        """Set a new password and end every session. Raises WrongCurrentPassword."""
-        if not await self.hasher.verify(current, user.password_hash):
-            raise WrongCurrentPassword("The current password is not correct")
+        """Set a new password and end every session. Raises Throttled, WrongCurrentPassword.
+
+        The current password is checked through the guard like a sign-in: with a stolen access
+        token it would otherwise be an unthrottled password oracle.
+        """
+
+        async def verify() -> Verdict:
+            return Verdict(await self.hasher.verify(current, user.password_hash), "wrong_password")
+
+        await self.guard.check(
+            SecretKind.current_password,
+            verify,
+            account=str(user.id),
+            client=client,
+            refuse=WrongCurrentPassword("The current password is not correct"),
+            user_id=user.id,
+        )
         await self.users.set_password(user, new)
         await self.users.end_all_sessions(user)
         await self.audit.record(EventType.password_changed, user_id=user.id, client=client)
@@ -197,6 +195,33 @@ class AuthService:
             )
 
     # --- internals ------------------------------------------------------------------------
+
+    async def _sign_in(self, email: str, password: str, client: ClientInfo, refuse: AppError) -> User:
+        """The account behind an email and password, checked through the guard. Raises Throttled, `refuse`."""
+        account = email.strip().lower()
+        signed_in: list[User] = []
+
+        async def verify() -> Verdict:
+            # Looked up only once the attempt is counted: a throttled guess costs no query.
+            user = await self.users.get_by_email(account)
+            # Unknown emails verify against a dummy hash: both failures cost the same time.
+            valid = await self.hasher.verify(password, user.password_hash if user else None)
+            if user is None:
+                return Verdict.failed("unknown_email")
+            if not valid:
+                return Verdict.failed("wrong_password", user.id)
+            if not user.is_active:
+                return Verdict.failed("inactive", user.id)
+            signed_in.append(user)
+            return Verdict.passed(user.id)
+
+        await self.guard.check(
+            SecretKind.password, verify, account=account, client=client, refuse=refuse, email=account
+        )
+        user = signed_in[0]
+        if self.hasher.needs_rehash(user.password_hash):
+            await self.users.set_password(user, password)
+        return user
 
     async def _open_session(self, user: User, family_id: uuid.UUID, client: ClientInfo) -> TokenPair:
         pair, _ = await self._issue(user, family_id, client)

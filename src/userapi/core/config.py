@@ -92,6 +92,10 @@ class Settings(BaseSettings):
     rate_limit_login_account: str = "5/minute"
     rate_limit_login_ip: str = "60/minute"
     rate_limit_register_ip: str = "20/minute"
+    # Every other check of a secret (current password, and as they arrive one-time codes, recovery
+    # codes, mailed tokens): per account, and per client IP across accounts.
+    rate_limit_secret_account: str = "5/minute"
+    rate_limit_secret_ip: str = "60/minute"
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
 

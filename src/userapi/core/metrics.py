@@ -33,6 +33,11 @@ HTTP_LATENCY = Histogram(
     buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
 LOGINS = Counter("userapi_logins_total", "Login attempts by outcome.", ["outcome"])
+# Every check of a secret (the guard domain): kind = password (sign-in), current_password, ...;
+# outcome = success, failure or throttled (refused before the check).
+SECRET_CHECKS = Counter(
+    "userapi_secret_checks_total", "Checks of a secret by kind and outcome.", ["kind", "outcome"]
+)
 AUTH_EVENTS = Counter("userapi_auth_events_total", "Audit events recorded, by type.", ["type"])
 REFRESH_REUSE = Counter(
     "userapi_refresh_token_reuse_detected_total", "Spent refresh tokens presented again (sessions revoked)."

@@ -1,11 +1,13 @@
-"""Throttling of secret checks on the `limits` library (memory for one process, Redis for many).
+"""Rate limits on the `limits` library (memory for one process, Redis for many): named limits, atomic hits.
 
-In core, not in auth: every check of a secret (password now; one-time and recovery codes, mailed
-tokens as those domains arrive) is throttled by this one mechanism, held by the process runtime.
+In core, held by the process runtime. It only counts: which limits a check of a secret hits, and
+what is recorded when one refuses, is decided by the guard domain (`userapi.guard`), the one
+mechanism every check of a secret goes through.
 """
 
 from __future__ import annotations
 
+import enum
 import math
 import time
 
@@ -15,6 +17,16 @@ from limits.storage import storage_from_string
 
 from userapi.core.config import Settings
 from userapi.core.exceptions import Throttled
+
+
+class Limit(enum.StrEnum):
+    """The configured limits; the value is also the namespace of its counters in the storage."""
+
+    login_account = "login-account"  # RATE_LIMIT_LOGIN_ACCOUNT
+    login_ip = "login-ip"  # RATE_LIMIT_LOGIN_IP
+    register_ip = "register-ip"  # RATE_LIMIT_REGISTER_IP
+    secret_account = "secret-account"  # RATE_LIMIT_SECRET_ACCOUNT
+    secret_ip = "secret-ip"  # RATE_LIMIT_SECRET_IP
 
 
 def _async_storage_uri(url: str) -> tuple[str, dict[str, str]]:
@@ -28,37 +40,35 @@ def _async_storage_uri(url: str) -> tuple[str, dict[str, str]]:
 
 
 class Throttle:
-    """The three limits of the service; counters live in the configured storage."""
+    """The service's limits; counters live in the configured storage (RATE_LIMIT_STORAGE_URL)."""
 
     def __init__(self, settings: Settings) -> None:
         uri, options = _async_storage_uri(settings.rate_limit_storage_url)
         self.storage = storage_from_string(uri, **options)
         self.limiter = MovingWindowRateLimiter(self.storage)
-        self.login_account: RateLimitItem = parse(settings.rate_limit_login_account)
-        self.login_ip: RateLimitItem = parse(settings.rate_limit_login_ip)
-        self.register_ip: RateLimitItem = parse(settings.rate_limit_register_ip)
+        self.items: dict[Limit, RateLimitItem] = {
+            Limit.login_account: parse(settings.rate_limit_login_account),
+            Limit.login_ip: parse(settings.rate_limit_login_ip),
+            Limit.register_ip: parse(settings.rate_limit_register_ip),
+            Limit.secret_account: parse(settings.rate_limit_secret_account),
+            Limit.secret_ip: parse(settings.rate_limit_secret_ip),
+        }
 
-    async def hit_login(self, email: str, ip: str) -> None:
-        """Count a login attempt before its password is checked. Raises Throttled past a limit.
+    async def hit(self, limit: Limit, *key: str) -> None:
+        """Count one attempt against `limit` for `key` (strings), in one atomic check-and-count.
 
-        Every attempt is counted up front, in one atomic check-and-count: checking first and
-        counting failures after the (slow) password check let a burst of simultaneous guesses
-        all pass the check. (Counts cannot be taken back, so a success counts too; clearing the
-        key instead races the memory storage's expiry task in `limits`.)
-        The account limit is keyed by account *and* IP: failures from an attacker's address do
-        not lock the owner out from theirs.
+        Raises Throttled (with the seconds until the window frees a slot) when the limit is
+        already reached; the refused attempt is not counted. Counts cannot be taken back, so
+        callers hit *before* the work they limit: checking first and counting after a slow
+        password check let a burst of simultaneous guesses all pass the check.
         """
-        await self._hit_or_refuse(self.login_account, "login-account", email, ip)
-        await self._hit_or_refuse(self.login_ip, "login-ip", ip)
+        item = self.items[limit]
+        if not await self.limiter.hit(item, limit.value, *key):
+            raise Throttled(await self._retry_after(item, limit.value, *key))
 
     async def hit_register(self, ip: str) -> None:
-        """Count a registration attempt. Raises Throttled past the limit."""
-        if not await self.limiter.hit(self.register_ip, "register-ip", ip):
-            raise Throttled(await self._retry_after(self.register_ip, "register-ip", ip))
-
-    async def _hit_or_refuse(self, item: RateLimitItem, *identifiers: str) -> None:
-        if not await self.limiter.hit(item, *identifiers):
-            raise Throttled(await self._retry_after(item, *identifiers))
+        """Count a registration attempt from `ip`. Raises Throttled past RATE_LIMIT_REGISTER_IP."""
+        await self.hit(Limit.register_ip, ip)
 
     async def _retry_after(self, item: RateLimitItem, *identifiers: str) -> int:
         stats = await self.limiter.get_window_stats(item, *identifiers)

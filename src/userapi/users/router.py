@@ -46,7 +46,10 @@ async def update_me(body: UserSelfUpdate, user: CurrentUser, users: UserServiceD
 @router.post(
     "/me/password",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses={403: {"description": "Wrong current password"}},
+    responses={
+        403: {"description": "Wrong current password"},
+        429: {"description": "Too many checks of this account's password (RATE_LIMIT_SECRET_*)"},
+    },
 )
 async def change_password(
     body: PasswordChange, user: CurrentUser, auth: AuthServiceDep, client: ClientDep
