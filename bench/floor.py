@@ -8,9 +8,10 @@ ORM and our own layers cost, not how fast this machine is. Each route does what 
                             read the user by primary key plus its session's liveness in one query,
                             check active/version, answer the user as JSON (orjson)
 - GET  /api/v1/users        the same authentication plus the admin role, then one keyset page
-- POST /api/v1/auth/login   read the user by email, bcrypt verify off the loop, insert the refresh
-                            token and the audit event (one statement), sign the access token
-- POST /api/v1/auth/register  bcrypt hash off the loop, insert the user and the audit event
+- POST /api/v1/auth/login   read the user by canonical email, bcrypt verify (NFKC password) off the
+                            loop, insert the refresh token and the audit event (one statement), sign
+                            the access token
+- POST /api/v1/auth/register  canonical email, bcrypt hash off the loop, insert the user and the event
 - GET  /health/live, /health/ready
 
 Configured by environment: FLOOR_DATABASE_URL, JWT_SECRET, JWT_ISSUER, JWT_AUDIENCE,
@@ -36,6 +37,15 @@ import asyncpg
 import bcrypt
 import jwt
 import orjson
+
+# The service's canonical forms (pure functions, no framework): the floor must do that work too.
+from userapi.core.canonical import (
+    InvalidEmail,
+    canonical_email,
+    canonical_email_or_none,
+    canonical_email_prefix,
+    canonical_password,
+)
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -75,13 +85,13 @@ def _prehash(password: str) -> bytes:
 
 def _verify(password: str, password_hash: str) -> bool:
     try:
-        return bcrypt.checkpw(_prehash(password), password_hash.encode("ascii"))
+        return bcrypt.checkpw(_prehash(canonical_password(password)), password_hash.encode("ascii"))
     except ValueError:
         return False
 
 
 def _hash(password: str, rounds: int) -> str:
-    return bcrypt.hashpw(_prehash(password), bcrypt.gensalt(rounds)).decode("ascii")
+    return bcrypt.hashpw(_prehash(canonical_password(password)), bcrypt.gensalt(rounds)).decode("ascii")
 
 
 def _user_json(row: asyncpg.Record) -> dict[str, Any]:
@@ -212,7 +222,7 @@ class Floor:
         if after is not None:
             args += after
             where.append(f"(created_at, id) > (${len(args) - 1}, ${len(args)})")
-        if prefix := query.get("email", "").strip().lower():
+        if prefix := canonical_email_prefix(query.get("email", "")):
             args.append(prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
             where.append(f"email LIKE ${len(args)} ESCAPE '\\'")
         args.append(limit + 1)
@@ -227,8 +237,8 @@ class Floor:
 
     async def login(self, scope: Scope, receive: Receive) -> tuple[int, Any]:
         body = await _read_json(receive)
-        email, password = str(body["email"]).strip().lower(), str(body["password"])
-        user = await self.db.fetchrow(_LOGIN_SQL, email)
+        email, password = canonical_email_or_none(str(body["email"])), str(body["password"])
+        user = await self.db.fetchrow(_LOGIN_SQL, email) if email is not None else None
         stored = user["password_hash"] if user is not None else self.dummy_hash
         valid = await asyncio.get_running_loop().run_in_executor(None, _verify, password, stored)
         if user is None or not valid or not user["is_active"]:
@@ -260,8 +270,12 @@ class Floor:
 
     async def register(self, scope: Scope, receive: Receive) -> tuple[int, Any]:
         body = await _read_json(receive)
-        email, password = str(body["email"]).strip().lower(), str(body["password"])
-        if "@" not in email or len(password) < 8:
+        password = str(body["password"])
+        try:
+            email = canonical_email(str(body["email"]))
+        except InvalidEmail:
+            raise _Refused(422, "invalid") from None
+        if len(canonical_password(password)) < 8:
             raise _Refused(422, "invalid")
         loop = asyncio.get_running_loop()
         password_hash = await loop.run_in_executor(None, _hash, password, self.rounds)

@@ -143,3 +143,38 @@ async def test_create_admin_is_audited_with_the_cli_as_actor(
         assert (row.actor_id, row.ip, row.detail["actor"]) == (None, None, "cli")
     assert events["user_created", str(chief.id)].detail == {"actor": "cli", "role": "admin"}
     assert events["role_changed", existing["id"]].detail == {"actor": "cli", "old": "user", "new": "admin"}
+
+
+async def test_create_admin_uses_the_canonical_email_and_the_password_policy(
+    database_url: str, live_client: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    env = server_env(database_url)
+    tag = uuid.uuid4().hex[:8]
+    canonical = f"josé-{tag}@bücher.example.com"
+    signed_up = await register(live_client, f"zoë-{tag}@example.com")
+
+    created, promoted, personal = await asyncio.gather(
+        # A decomposed accent and an A-label domain: stored in the one canonical form.
+        cli(
+            "create-admin",
+            "--email",
+            f"JOSE\u0301-{tag}@XN--BCHER-KVA.EXAMPLE.COM",
+            env=env,
+            input=PASSWORD + "\n",
+        ),
+        # Any other spelling of an existing address finds it (no second account).
+        cli("create-admin", "--email", f"ZOE\u0308-{tag}@EXAMPLE.COM", env=env, input=""),
+        # A password built on the address is refused in one line, like at sign-up.
+        cli("create-admin", "--email", f"grace-{tag}@example.com", env=env, input=f"Grace-{tag}-rocks\n"),
+    )
+
+    assert (created.returncode, created.stdout.strip()) == (0, f"admin {canonical} created"), created
+    assert (promoted.returncode, promoted.stdout.strip()) == (0, f"{signed_up['email']} promoted to admin")
+    assert "must not contain" in assert_one_line_error(personal, "password")
+    assert await fetch(engine, f"grace-{tag}@example.com") is None
+    assert (await fetch(engine, canonical)).role == "admin"
+    # The admin signs in with yet another spelling.
+    tokens = await login(live_client, f"jose\u0301-{tag}@bu\u0308cher.example.com")
+    assert (await live_client.get(f"{API}/users", headers=bearer(tokens["access_token"]))).status_code == 200
+    again = await cli("create-admin", "--email", canonical, env=env, input="")
+    assert (again.returncode, again.stdout.strip()) == (0, f"{canonical} is already an admin"), again

@@ -18,6 +18,7 @@ from userapi.auth.exceptions import (
 from userapi.auth.models import RefreshToken
 from userapi.auth.repository import AuthRepository, CurrentUserRepository, SessionRow
 from userapi.auth.schemas import TokenPair
+from userapi.core.canonical import canonical_email_or_none, canonical_email_prefix
 from userapi.core.client import ClientInfo
 from userapi.core.config import Settings
 from userapi.core.exceptions import AppError, InvalidToken
@@ -122,14 +123,17 @@ class AuthService:
         return pair
 
     async def change_password(self, user: User, current: str, new: str, client: ClientInfo) -> None:
-        """Set a new password and end every session. Raises Throttled, WrongCurrentPassword.
+        """Set a new password and end every session. Raises WeakPassword, Throttled, WrongCurrentPassword.
 
         The current password is checked through the guard like a sign-in: with a stolen access
-        token it would otherwise be an unthrottled password oracle.
+        token it would otherwise be an unthrottled password oracle. The new password's policy is
+        checked first, so a refused new password costs no attempt.
         """
+        self.users.check_new_password(user, new)
 
         async def verify() -> Verdict:
-            return Verdict(await self.hasher.verify(current, user.password_hash), "wrong_password")
+            checked = await self.hasher.verify(current, user.password_hash)
+            return Verdict(checked.valid, "wrong_password")
 
         await self.guard.check(
             SecretKind.current_password,
@@ -197,30 +201,37 @@ class AuthService:
     # --- internals ------------------------------------------------------------------------
 
     async def _sign_in(self, email: str, password: str, client: ClientInfo, refuse: AppError) -> User:
-        """The account behind an email and password, checked through the guard. Raises Throttled, `refuse`."""
-        account = email.strip().lower()
-        signed_in: list[User] = []
+        """The account behind an email and password, checked through the guard. Raises Throttled, `refuse`.
+
+        The address is compared, counted and recorded in its canonical form, so every spelling of
+        one address (letter case, Unicode composition, A-label or U-label domain) is one account
+        and one throttle key. A text that is no address matches nobody (the same refusal, never a
+        422 that would say so), is still counted, and still costs a (dummy) hash check.
+        """
+        canonical = canonical_email_or_none(email)
+        account = canonical if canonical is not None else canonical_email_prefix(email)
+        signed_in: list[tuple[User, bool]] = []
 
         async def verify() -> Verdict:
             # Looked up only once the attempt is counted: a throttled guess costs no query.
-            user = await self.users.get_by_email(account)
+            user = await self.users.get_by_email(canonical) if canonical is not None else None
             # Unknown emails verify against a dummy hash: both failures cost the same time.
-            valid = await self.hasher.verify(password, user.password_hash if user else None)
+            checked = await self.hasher.verify(password, user.password_hash if user else None)
             if user is None:
                 return Verdict.failed("unknown_email")
-            if not valid:
+            if not checked.valid:
                 return Verdict.failed("wrong_password", user.id)
             if not user.is_active:
                 return Verdict.failed("inactive", user.id)
-            signed_in.append(user)
+            signed_in.append((user, checked.rehash))
             return Verdict.passed(user.id)
 
         await self.guard.check(
             SecretKind.password, verify, account=account, client=client, refuse=refuse, email=account
         )
-        user = signed_in[0]
-        if self.hasher.needs_rehash(user.password_hash):
-            await self.users.set_password(user, password)
+        user, rehash = signed_in[0]
+        if rehash:  # another cost factor, or a hash from before passwords were NFKC-normalised
+            await self.users.rehash_password(user, password)
         return user
 
     async def _open_session(self, user: User, family_id: uuid.UUID, client: ClientInfo) -> TokenPair:

@@ -43,6 +43,7 @@ def create_admin(
     from userapi.users.constants import Role
     from userapi.users.service import Actor, UserService
 
+    # The canonical form (core.canonical), as every other entry point compares it.
     normalized = _validated(TypeAdapter(Email), email, "email")
     settings = settings_with_database()
 

@@ -14,6 +14,7 @@ import anyio.to_thread
 import bcrypt
 import jwt
 
+from userapi.core.canonical import canonical_password
 from userapi.core.config import Settings
 from userapi.core.exceptions import InvalidToken
 
@@ -31,14 +32,29 @@ def _prehash(password: str) -> bytes:
 
 
 def hash_password_sync(password: str, rounds: int) -> str:
-    return bcrypt.hashpw(_prehash(password), bcrypt.gensalt(rounds)).decode("ascii")
+    """A bcrypt hash (`$2b$NN$...`) of the password's canonical form (NFKC)."""
+    return bcrypt.hashpw(_prehash(canonical_password(password)), bcrypt.gensalt(rounds)).decode("ascii")
 
 
 def verify_password_sync(password: str, password_hash: str) -> bool:
+    """Whether `password`, exactly as given (no normalisation here), matches a stored bcrypt hash."""
     try:
         return bcrypt.checkpw(_prehash(password), password_hash.encode("ascii"))
     except ValueError:  # a malformed stored hash never verifies
         return False
+
+
+@dataclass(frozen=True, slots=True)
+class PasswordCheck:
+    """The outcome of verifying a password: `valid`, and whether the stored hash should be replaced
+    (a different cost factor, or a hash made before passwords were NFKC-normalised)."""
+
+    valid: bool
+    rehash: bool = False
+
+    def __bool__(self) -> bool:
+        # `if await hasher.verify(...)` would always be true: make that mistake loud.
+        raise TypeError("read PasswordCheck.valid, not the check itself")
 
 
 def hash_rounds(password_hash: str) -> int | None:
@@ -68,14 +84,23 @@ class PasswordHasher:
     async def hash(self, password: str) -> str:
         return await anyio.to_thread.run_sync(hash_password_sync, password, self.rounds)
 
-    async def verify(self, password: str, password_hash: str | None) -> bool:
-        if password_hash is None:
-            await anyio.to_thread.run_sync(verify_password_sync, password, await self._dummy())
-            return False
-        return await anyio.to_thread.run_sync(verify_password_sync, password, password_hash)
+    async def verify(self, password: str, password_hash: str | None) -> PasswordCheck:
+        """Check `password` against a stored hash (None: an unknown account, checked against a dummy).
 
-    def needs_rehash(self, password_hash: str) -> bool:
-        return hash_rounds(password_hash) != self.rounds
+        The canonical (NFKC) form is checked first. Hashes stored before passwords were
+        normalised hold the raw form: when the two forms differ and the canonical one fails, the
+        raw one is tried, and a match asks for a rehash (to the canonical form). An unknown
+        account costs the same number of bcrypt runs as a wrong password.
+        """
+        stored = password_hash if password_hash is not None else await self._dummy()
+        canonical = canonical_password(password)
+        valid = await anyio.to_thread.run_sync(verify_password_sync, canonical, stored)
+        legacy = False
+        if not valid and canonical != password:
+            legacy = valid = await anyio.to_thread.run_sync(verify_password_sync, password, stored)
+        if password_hash is None:
+            return PasswordCheck(False)
+        return PasswordCheck(valid, valid and (legacy or hash_rounds(password_hash) != self.rounds))
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,8 +5,9 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Annotated
 
-from email_validator import EmailNotValidError, validate_email
 from pydantic import AfterValidator, BeforeValidator, Field
+
+from userapi.core.canonical import InvalidEmail, canonical_email, canonical_password
 
 PASSWORD_MIN_CHARS = 8
 # Far above any real passphrase; bounds the work one request can ask for.
@@ -34,15 +35,12 @@ def _strip(value: object) -> object:
     return value.strip() if isinstance(value, str) else value
 
 
-def _normalise_email(value: str) -> str:
+def _canonical_email(value: str) -> str:
     _storable(value)
     try:
-        # No DNS: deliverability is not ours to check, and lookups would make sign-up slow.
-        result = validate_email(value, check_deliverability=False)
-    except EmailNotValidError as exc:
+        return canonical_email(value)
+    except InvalidEmail as exc:
         raise ValueError(str(exc)) from None
-    # Lower-cased whole, so the UNIQUE constraint is case-insensitive uniqueness.
-    return result.normalized.lower()
 
 
 @lru_cache(maxsize=1)
@@ -55,13 +53,18 @@ def _common_passwords() -> frozenset[str]:
 
 def _acceptable_password(value: str) -> str:
     _encodable(value)
-    if value.lower() in _common_passwords():
+    # Judged in the form that is hashed (NFKC): what counts is the password, not its encoding.
+    canonical = canonical_password(value)
+    if len(canonical) < PASSWORD_MIN_CHARS:
+        raise ValueError(f"must have at least {PASSWORD_MIN_CHARS} characters")
+    if canonical.lower() in _common_passwords():
         raise ValueError("is one of the most common passwords; choose another")
     return value
 
 
 StorableText = Annotated[str, AfterValidator(_storable)]
-Email = Annotated[str, BeforeValidator(_strip), Field(max_length=320), AfterValidator(_normalise_email)]
+# The canonical form (core.canonical), so every request body holding an address compares as stored.
+Email = Annotated[str, BeforeValidator(_strip), Field(max_length=320), AfterValidator(_canonical_email)]
 # Login takes any string: refusing a weak one there would tell an attacker something.
 LoginPassword = Annotated[str, Field(min_length=1, max_length=PASSWORD_MAX_CHARS), AfterValidator(_encodable)]
 NewPassword = Annotated[

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from userapi.core.exceptions import Conflict, NotFound
+from userapi.core.exceptions import Conflict, InvalidInput, NotFound
 
 
 class EmailTaken(Conflict):
@@ -18,3 +18,13 @@ class UserNotFound(NotFound):
 class LastAdmin(Conflict):
     code = "last_admin"
     title = "Last active admin"
+
+
+class WeakPassword(InvalidInput):
+    code = "weak_password"
+    title = "Password refused"
+
+
+class InvalidEmailAddress(InvalidInput):
+    code = "invalid_email"
+    title = "Invalid email address"

@@ -64,10 +64,12 @@ async def list_users(
     limit: LimitParam = 20,
     cursor: CursorParam = None,
     role: Role | None = None,
-    email: Annotated[StorableText | None, Query(max_length=320, description="Email prefix")] = None,
+    email: Annotated[
+        StorableText | None,
+        Query(max_length=320, description="Email prefix, in any form (compared canonically)"),
+    ] = None,
 ) -> dict[str, object]:
-    prefix = email.strip().lower() if email else None
-    rows, next_cursor = await users.page(limit, cursor, role, prefix)
+    rows, next_cursor = await users.page(limit, cursor, role, email)
     # The response model validates the ORM rows once (from attributes); building UserRead
     # objects here as well would validate every row twice.
     return {"items": rows, "next_cursor": next_cursor}

@@ -10,11 +10,18 @@ from typing import Any, Protocol
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from userapi.audit.constants import EventType
+from userapi.core.canonical import (
+    InvalidEmail,
+    canonical_email,
+    canonical_email_or_none,
+    canonical_email_prefix,
+)
 from userapi.core.client import ClientInfo
 from userapi.core.pagination import decode_cursor, key_datetime, key_uuid, next_page
 from userapi.core.security import PasswordHasher
+from userapi.users import policy
 from userapi.users.constants import Role
-from userapi.users.exceptions import EmailTaken, LastAdmin, UserNotFound
+from userapi.users.exceptions import EmailTaken, InvalidEmailAddress, LastAdmin, UserNotFound
 from userapi.users.models import User
 from userapi.users.repository import UserRepository
 
@@ -90,7 +97,16 @@ class UserService:
         role: Role = Role.user,
         is_active: bool = True,
     ) -> User:
-        """Create an account (not audited: callers record why). Raises EmailTaken."""
+        """Create an account (not audited: callers record why).
+
+        The email is stored in its canonical form whatever form the caller passed. Raises
+        InvalidEmailAddress, WeakPassword, EmailTaken.
+        """
+        try:
+            email = canonical_email(email)
+        except InvalidEmail as exc:
+            raise InvalidEmailAddress(str(exc)) from None
+        policy.check_password(password, email, full_name)
         password_hash = await self.hasher.hash(password)
         user = await self.repository.insert_unless_email_taken(
             {
@@ -113,13 +129,21 @@ class UserService:
         return user
 
     async def get_by_email(self, email: str) -> User | None:
-        return await self.repository.get_by_email(email)
+        """The account of an address in any of its forms (canonicalised here); None for no account or
+        for a text that is not an address. For sign-in now, email change and account recovery later."""
+        canonical = canonical_email_or_none(email)
+        return await self.repository.get_by_email(canonical) if canonical is not None else None
 
     async def page(
         self, limit: int, cursor: str | None, role: Role | None, email_prefix: str | None
     ) -> tuple[list[User], str | None]:
-        """A page of users in creation order and the cursor of the next one. Raises InvalidCursor."""
+        """A page of users in creation order and the cursor of the next one. Raises InvalidCursor.
+
+        `email_prefix` is brought towards the canonical form as far as a prefix allows
+        (core.canonical.canonical_email_prefix), so any form of an address finds its account.
+        """
         after = decode_cursor(cursor, _user_key) if cursor else None
+        email_prefix = canonical_email_prefix(email_prefix) if email_prefix else None
         rows = await self.repository.page(limit=limit + 1, after=after, role=role, email_prefix=email_prefix)
         return next_page(rows, limit, lambda user: [user.created_at.isoformat(), str(user.id)])
 
@@ -130,8 +154,22 @@ class UserService:
         await self.repository.flush()
         return user
 
+    def check_new_password(self, user: User, new_password: str) -> None:
+        """Refuse a new password built on the user's own email or name. Raises WeakPassword."""
+        policy.check_password(new_password, user.email, user.full_name)
+
     async def set_password(self, user: User, new_password: str) -> None:
-        password_hash = await self.hasher.hash(new_password)
+        """Replace the password (change, reset): the policy applies. Raises WeakPassword."""
+        self.check_new_password(user, new_password)
+        await self._store_password(user, new_password)
+
+    async def rehash_password(self, user: User, password: str) -> None:
+        """Store a fresh hash of the password just verified (new cost, canonical form); no policy:
+        the password is not new."""
+        await self._store_password(user, password)
+
+    async def _store_password(self, user: User, password: str) -> None:
+        password_hash = await self.hasher.hash(password)
         user = await self.repository.attach(user)
         user.password_hash = password_hash
         await self.repository.flush()
@@ -153,7 +191,7 @@ class UserService:
         role: Role,
         is_active: bool,
     ) -> User:
-        """Create an account with a role. Raises EmailTaken."""
+        """Create an account with a role. Raises InvalidEmailAddress, WeakPassword, EmailTaken."""
         user = await self.create(email, password, full_name, role, is_active)
         await self._record(EventType.user_created, user, actor, role=role.value)
         return user
