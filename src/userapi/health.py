@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel
 from starlette.responses import PlainTextResponse, Response
 
-from userapi.auth.dependencies import ClientDep
+from userapi.core.client import ClientDep
 from userapi.core.exception_handlers import problem
 from userapi.core.exceptions import Unauthenticated
 from userapi.core.metrics import render

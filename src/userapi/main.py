@@ -12,8 +12,10 @@ from fastapi import FastAPI
 
 from userapi import __version__
 from userapi.api import include_routes
+from userapi.core.client import TrustedProxyHeaders
 from userapi.core.config import Settings, get_settings
 from userapi.core.exception_handlers import install_exception_handlers
+from userapi.core.http import HttpConventions
 from userapi.core.logging import configure_logging
 from userapi.core.metrics import track_pool
 from userapi.core.middleware import BodySizeLimit, RequestContext
@@ -70,12 +72,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         summary="Users, authentication and role-based access control.",
         lifespan=lifespan,
+        # No redirect is ever built from the request's Host header (Starlette's trailing-slash
+        # redirect echoes it: `Host: evil.example` got `Location: http://evil.example/...`).
+        # Paths have no trailing slash; with one they are an ordinary 404 problem document.
+        redirect_slashes=False,
     )
     app.state.runtime = runtime
     install_exception_handlers(app)
     install_openapi(app)
     include_routes(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    # Outside the body limit, so HEAD and 204 rules hold for its 413s too.
+    app.add_middleware(HttpConventions)
+    # Decides the client (and scheme) once, in place: routes, audit, throttles and the access log agree.
+    app.add_middleware(TrustedProxyHeaders, trusted=runtime.trusted_proxies)
     # Added last, so outermost: it sees every response, the 413s included.
     app.add_middleware(RequestContext, access_log=settings.access_log)
     return app

@@ -14,7 +14,7 @@ from fastapi import APIRouter, FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from tests.fixtures.app import Account, build_test_app, make_account
+from tests.fixtures.app import Account, build_test_app, make_account, served_routes
 from tests.fixtures.helpers import API, PASSWORD, assert_problem, login, register, unique_email
 from userapi.auth.dependencies import get_current_user, require_roles
 from userapi.core.config import Settings
@@ -74,7 +74,9 @@ BODIES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "PATCH /users/{target}": lambda ctx: {"json": {"full_name": "Renamed"}},
     "POST /auth/register": lambda ctx: {"json": {"email": unique_email("reg"), "password": PASSWORD}},
     "POST /auth/login": lambda ctx: {"json": {"email": ctx["other"]["email"], "password": PASSWORD}},
-    "POST /auth/token": lambda ctx: {"data": {"username": ctx["other"]["email"], "password": PASSWORD}},
+    "POST /auth/token": lambda ctx: {
+        "data": {"grant_type": "password", "username": ctx["other"]["email"], "password": PASSWORD}
+    },
     "POST /auth/refresh": lambda ctx: {"json": {"refresh_token": "not-a-real-refresh-token"}},
     "POST /auth/logout": lambda ctx: {"json": {"refresh_token": "not-a-real-refresh-token"}},
 }
@@ -296,13 +298,7 @@ def _dependency_calls(dependant: Any) -> Iterator[Any]:
 
 def _routes(app: FastAPI) -> Iterator[tuple[str, str, Any]]:
     """(method, path, dependant) of every route as served, router-level dependencies included."""
-    try:
-        from fastapi.routing import iter_route_contexts  # FastAPI >= 0.16x: routers are included lazily
-    except ImportError:  # pragma: no cover - older FastAPI flattens included routes
-        contexts: Any = app.routes
-    else:
-        contexts = iter_route_contexts(app.routes)
-    for route in contexts:
+    for route in served_routes(app):
         dependant = getattr(route, "dependant", None)
         for method in sorted((route.methods or set()) - {"HEAD"}):
             yield method, route.path, dependant

@@ -109,12 +109,12 @@ async def test_the_oauth2_form_login_is_throttled_too(
         throttled_settings(settings, rate_limit_login_account="2/minute"), engine, db_conn
     ) as client:
         account = await make_account(client)
-        form = {"username": account["email"], "password": "wrong password"}
+        form = {"grant_type": "password", "username": account["email"], "password": "wrong password"}
         for _ in range(2):
             response = await client.post(
                 f"{API}/auth/token", data=form, headers={"X-Forwarded-For": ATTACKER}
             )
-            assert response.status_code == 401
+            assert response.status_code == 400
         # The JSON and the form endpoint share the counters.
         assert_throttled(await attempt(client, account["email"], PASSWORD, ATTACKER))
         form["password"] = PASSWORD

@@ -122,7 +122,9 @@ async def full_flow(client: httpx.AsyncClient, db_conn: AsyncConnection) -> tupl
     tokens = (
         await call("POST", f"{API}/auth/login", 200, json={"email": email, "password": PASSWORD_1})
     ).json()
-    await call("POST", f"{API}/auth/token", 200, data={"username": email, "password": PASSWORD_1})
+    grant = {"grant_type": "password", "username": email, "password": PASSWORD_1}
+    await call("POST", f"{API}/auth/token", 200, data=grant)
+    await call("POST", f"{API}/auth/token", 400, data={**grant, "password": WRONG_GUESS})
     access = tokens["access_token"]
 
     await call("GET", f"{API}/users/me", 200, access)

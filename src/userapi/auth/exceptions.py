@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from userapi.core.exceptions import NotFound, PermissionDenied, Unauthenticated
+from userapi.core.exceptions import AppError, NotFound, PermissionDenied, Unauthenticated
 
 
 class InvalidCredentials(Unauthenticated):
@@ -27,3 +27,34 @@ class WrongCurrentPassword(PermissionDenied):
 class SessionNotFound(NotFound):
     code = "session_not_found"
     title = "Session not found"
+
+
+class OAuthError(AppError):
+    """An error of the OAuth 2.0 token endpoint (RFC 6749 5.2): 400, and in the problem document the
+    RFC's members `error` (= `code`) and `error_description` (= `detail`) beside RFC 9457's."""
+
+    status_code = 400
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(detail)
+        self.extra = {"error": self.code, "error_description": self.detail}
+
+
+class InvalidRequest(OAuthError):
+    """A parameter is missing, repeated, malformed or not allowed (RFC 6749 5.2 `invalid_request`)."""
+
+    code = "invalid_request"
+    title = "Invalid token request"
+
+
+class UnsupportedGrantType(OAuthError):
+    code = "unsupported_grant_type"
+    title = "Unsupported grant type"
+
+
+class InvalidGrant(OAuthError):
+    """Wrong, unknown or inactive credentials: one answer for all (RFC 6749 5.2 `invalid_grant`)."""
+
+    code = "invalid_grant"
+    title = "Invalid grant"
+    keeps_writes = True  # the failed-login audit row

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, status
-from fastapi.exceptions import RequestValidationError
-from fastapi.security import OAuth2PasswordRequestForm
-from pydantic import ValidationError
+from fastapi import APIRouter, status
 
-from userapi.auth.dependencies import AuthServiceDep, ClientDep, CurrentClaims
-from userapi.auth.schemas import LoginRequest, RefreshRequest, SessionRead, TokenPair
+from userapi.auth.dependencies import AuthServiceDep, CurrentClaims, PasswordGrantDep
+from userapi.auth.schemas import LoginRequest, PasswordGrantForm, RefreshRequest, SessionRead, TokenPair
+from userapi.core.client import ClientDep
 from userapi.core.config import API_PREFIX
+from userapi.core.http import NoStore
 from userapi.users.models import User
 from userapi.users.schemas import UserRead, UserRegister
 
@@ -37,27 +36,46 @@ async def register(body: UserRegister, auth: AuthServiceDep, client: ClientDep) 
     return user
 
 
-@public_router.post("/login", response_model=TokenPair, responses=_unauthorized)
+@public_router.post("/login", response_model=TokenPair, dependencies=[NoStore], responses=_unauthorized)
 async def login(body: LoginRequest, auth: AuthServiceDep, client: ClientDep) -> TokenPair:
     return await auth.login(body.email, body.password, client)
 
 
-@public_router.post("/token", response_model=TokenPair, responses=_unauthorized)
-async def token(
-    form: Annotated[OAuth2PasswordRequestForm, Depends()],
-    auth: AuthServiceDep,
-    client: ClientDep,
-) -> TokenPair:
-    """The login as an OAuth2 password form, so the Authorize button of /docs works."""
-    try:  # the same rules as the JSON login (no NUL, valid Unicode, bounded)
-        body = LoginRequest(email=form.username, password=form.password)
-    except ValidationError as exc:
-        raise RequestValidationError(exc.errors(include_input=False)) from None
-    return await auth.login(body.email, body.password, client)
+@public_router.post(
+    "/token",
+    response_model=TokenPair,
+    dependencies=[NoStore],
+    responses={
+        400: {
+            "description": "RFC 6749 5.2: `error` (also the problem's `code`) is `invalid_grant` for "
+            "wrong credentials, `invalid_request` for a missing, repeated or malformed parameter or "
+            "a body that is not a form, `unsupported_grant_type` for a grant_type other than password"
+        },
+        429: {"description": "Throttled"},
+    },
+    openapi_extra={
+        "x-oauth2-token-endpoint": True,
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/x-www-form-urlencoded": {"schema": PasswordGrantForm.model_json_schema()}
+            },
+        },
+    },
+)
+async def token(grant: PasswordGrantDep, auth: AuthServiceDep, client: ClientDep) -> TokenPair:
+    """The OAuth 2.0 token endpoint, resource owner password grant (RFC 6749 4.3); /docs' Authorize uses it.
+
+    Its errors are RFC 6749 5.2 errors (400 `invalid_grant`, ...) carried as problem documents.
+    """
+    return await auth.password_grant(grant.email, grant.password, client)
 
 
 @public_router.post(
-    "/refresh", response_model=TokenPair, responses={401: {"description": "Invalid refresh token"}}
+    "/refresh",
+    response_model=TokenPair,
+    dependencies=[NoStore],
+    responses={401: {"description": "Invalid refresh token"}},
 )
 async def refresh(body: RefreshRequest, auth: AuthServiceDep, client: ClientDep) -> TokenPair:
     return await auth.refresh(body.refresh_token, client)

@@ -19,6 +19,16 @@ class LoginRequest(BaseModel):
     password: LoginPassword
 
 
+class PasswordGrantForm(BaseModel):
+    """A token request with the password grant (RFC 6749 4.3.2), form-encoded. Other parameters (a
+    public client's client_id, ...) are ignored, as RFC 6749 3.2 asks."""
+
+    grant_type: Literal["password"] = Field(description="`password`: the resource owner password grant.")
+    username: str = Field(min_length=1, max_length=320, description="The account's email address.")
+    password: str = Field(min_length=1, max_length=1024, description="The account's password.")
+    scope: str | None = Field(default=None, description="Accepted and ignored: tokens carry no scopes.")
+
+
 class RefreshRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

@@ -11,6 +11,7 @@ from userapi.audit.constants import EventType
 from userapi.audit.service import AuditService
 from userapi.auth.exceptions import (
     InvalidCredentials,
+    InvalidGrant,
     InvalidRefreshToken,
     SessionNotFound,
     WrongCurrentPassword,
@@ -116,11 +117,14 @@ class AuthService:
         return user
 
     async def login(self, email: str, password: str, client: ClientInfo) -> TokenPair:
-        """Verify credentials and open a session. Raises Throttled, InvalidCredentials."""
-        user = await self._sign_in(email, password, client, InvalidCredentials("Incorrect email or password"))
-        pair = await self._open_session(user, uuid.uuid4(), client)
-        await self.audit.record(EventType.login_succeeded, user_id=user.id, client=client)
-        return pair
+        """Verify credentials and open a session. Raises Throttled, InvalidCredentials (401)."""
+        refuse = InvalidCredentials("Incorrect email or password")
+        return await self._new_session(await self._sign_in(email, password, client, refuse), client)
+
+    async def password_grant(self, username: str, password: str, client: ClientInfo) -> TokenPair:
+        """The login of the OAuth 2.0 token endpoint (RFC 6749 4.3). Raises Throttled, InvalidGrant (400)."""
+        refuse = InvalidGrant("The username or password is incorrect")
+        return await self._new_session(await self._sign_in(username, password, client, refuse), client)
 
     async def change_password(self, user: User, current: str, new: str, client: ClientInfo) -> None:
         """Set a new password and end every session. Raises WeakPassword, Throttled, WrongCurrentPassword.
@@ -233,6 +237,11 @@ class AuthService:
         if rehash:  # another cost factor, or a hash from before passwords were NFKC-normalised
             await self.users.rehash_password(user, password)
         return user
+
+    async def _new_session(self, user: User, client: ClientInfo) -> TokenPair:
+        pair = await self._open_session(user, uuid.uuid4(), client)
+        await self.audit.record(EventType.login_succeeded, user_id=user.id, client=client)
+        return pair
 
     async def _open_session(self, user: User, family_id: uuid.UUID, client: ClientInfo) -> TokenPair:
         pair, _ = await self._issue(user, family_id, client)

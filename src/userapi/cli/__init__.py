@@ -118,7 +118,10 @@ def serve(
         http="httptools",
         access_log=settings.access_log,
         log_level=settings.log_level.lower(),
-        proxy_headers=False,  # the client IP is decided by TRUSTED_PROXIES, not by uvicorn
+        # Off: uvicorn's own proxy-header middleware would believe X-Forwarded-For/Proto from
+        # FORWARDED_ALLOW_IPS, 127.0.0.1 by default, whatever TRUSTED_PROXIES says. The app's
+        # TrustedProxyHeaders applies TRUSTED_PROXIES (tests/core/test_http_conventions.py).
+        proxy_headers=False,
         timeout_graceful_shutdown=20,
         # A worker still importing on a busy machine is not dead: uvicorn's 5 s default killed some.
         timeout_worker_healthcheck=30,

@@ -19,6 +19,14 @@ _PROBLEM = {
         "status": {"type": "integer"},
         "detail": {"type": "string"},
         "code": {"type": "string", "description": "Stable machine-readable error code."},
+        "error": {
+            "type": "string",
+            "description": "The OAuth 2.0 token endpoint only: the RFC 6749 5.2 error code (equals `code`).",
+        },
+        "error_description": {
+            "type": "string",
+            "description": "The OAuth 2.0 token endpoint only: RFC 6749 5.2's text (equals `detail`).",
+        },
         "errors": {
             "type": "array",
             "description": "Validation failures (422 only).",
@@ -60,7 +68,9 @@ def complete_error_responses(schema: dict[str, Any]) -> dict[str, Any]:
             if "requestBody" in operation:
                 extra["400"] = "Malformed request body (e.g. not UTF-8)"
                 extra["413"] = "Request body too large"
-            if "requestBody" in operation or operation.get("parameters"):
+            # The OAuth 2.0 token endpoint answers malformed requests 400 invalid_request (RFC 6749 5.2).
+            oauth = operation.get("x-oauth2-token-endpoint", False)
+            if ("requestBody" in operation or operation.get("parameters")) and not oauth:
                 extra["422"] = "Invalid input"
             if any(p.get("in") == "path" for p in operation.get("parameters", ())):
                 extra["404"] = "Not found"

@@ -6,7 +6,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
 
-from userapi.auth.dependencies import AdminUser, AuthServiceDep, ClientDep, CurrentUser
+from userapi.auth.dependencies import AdminUser, AuthServiceDep, CurrentUser
+from userapi.core.client import ClientDep
 from userapi.core.config import API_PREFIX
 from userapi.core.pagination import CursorParam, LimitParam
 from userapi.core.validation import StorableText
