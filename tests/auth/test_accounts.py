@@ -198,6 +198,8 @@ async def test_acceptable_passwords_register_and_log_in(client: httpx.AsyncClien
         ("iloveyou", "common"),
         ("qwertyuiop", "common"),
         ("trustno1", "common"),
+        ("".join(chr(ord(c) + 0xFEE0) for c in "password"), "common, in full-width letters (NFKC)"),
+        ("e\u0301" * 4, "8 code points, but 4 characters once composed (NFKC)"),
     ],
 )
 async def test_unacceptable_passwords_are_422(client: httpx.AsyncClient, password: str, reason: str) -> None:
