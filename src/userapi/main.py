@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from userapi import __version__
 from userapi.api import include_routes
+from userapi.apidocs.router import install_docs
 from userapi.core.config import Settings, get_settings
 from userapi.core.exception_handlers import install_exception_handlers
 from userapi.core.logging import configure_logging
@@ -70,11 +71,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         summary="Users, authentication and role-based access control.",
         lifespan=lifespan,
+        # FastAPI's own pages load Swagger UI, ReDoc and fonts from CDNs: install_docs serves ours.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.runtime = runtime
     install_exception_handlers(app)
     install_openapi(app)
     include_routes(app)
+    install_docs(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     # Added last, so outermost: it sees every response, the 413s included.
     app.add_middleware(RequestContext, access_log=settings.access_log)
