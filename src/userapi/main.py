@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from userapi import __version__
-from userapi.api import include_routes
+from userapi.api import OPENAPI_TAGS, include_routes
 from userapi.apidocs.router import install_docs
 from userapi.core.config import Settings, get_settings
 from userapi.core.exception_handlers import install_exception_handlers
@@ -70,6 +70,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="userapi",
         version=__version__,
         summary="Users, authentication and role-based access control.",
+        description="Errors are RFC 9457 problem documents (`application/problem+json`) with a stable "
+        "`code`. Sign in with **Authorize** (an email and password) to try the protected operations.",
+        openapi_tags=OPENAPI_TAGS,
         lifespan=lifespan,
         # FastAPI's own pages load Swagger UI, ReDoc and fonts from CDNs: install_docs serves ours.
         docs_url=None,
