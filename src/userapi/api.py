@@ -12,6 +12,22 @@ from userapi.auth.router import router as auth_protected
 from userapi.users.constants import Role
 from userapi.users.router import router as users_router
 
+# The tags of /openapi.json, in the order the docs show them; each operation has exactly one
+# (tests/core/test_openapi.py).
+OPENAPI_TAGS: list[dict[str, str]] = [
+    {
+        "name": "auth",
+        "description": "Sign-up, sign-in (JSON or the OAuth 2.0 password grant), token refresh, "
+        "sign-out, and the caller's sessions.",
+    },
+    {"name": "users", "description": "The caller's own account, and user administration (admins only)."},
+    {
+        "name": "audit",
+        "description": "The audit trail of authentication and administration events (admins only).",
+    },
+    {"name": "operations", "description": "Probes for orchestrators and metrics for Prometheus."},
+]
+
 # Routes anyone may call.
 PUBLIC_ROUTERS: tuple[APIRouter, ...] = (health.router, auth_public)
 # Everything else: each of these routers is included with the signed-in-user requirement

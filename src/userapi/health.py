@@ -25,8 +25,10 @@ class Health(BaseModel):
     status: str
 
 
-@router.get("/health/live", response_model=Health)
+@router.get("/health/live", response_model=Health, summary="Liveness probe")
 async def live() -> Health:
+    """`{"status": "ok"}` while the process serves requests; it checks nothing else (a probe that
+    restarts the process should not fail because the database is down)."""
     return Health(status="ok")
 
 
@@ -34,8 +36,11 @@ async def live() -> Health:
     "/health/ready",
     response_model=Health,
     responses={503: {"description": "Database unreachable or not at the head revision"}},
+    summary="Readiness probe",
 )
 async def ready(runtime: RuntimeDep) -> Health | Response:
+    """`{"status": "ok"}` when the database answers and its schema is at the code's head migration;
+    503 with the reason otherwise (send no traffic to this instance until it is ready)."""
     try:
         async with asyncio.timeout(runtime.settings.db_pool_timeout):
             async with runtime.engine.connect() as conn:
@@ -60,11 +65,14 @@ async def ready(runtime: RuntimeDep) -> Health | Response:
         401: {"description": "METRICS_TOKEN is set"},
         429: {"description": "Throttled"},
     },
+    summary="Prometheus metrics",
 )
 async def metrics(
     request: Request, runtime: RuntimeDep, guard: SecretGuardDep, client: ClientDep
 ) -> Response:
-    """Prometheus text format; when METRICS_TOKEN is set, scrapers must send it as a bearer token."""
+    """The process's metrics in the Prometheus text format: requests by route and status, latency,
+    sign-ins, throttling, database pool. When `METRICS_TOKEN` is set, scrapers must send it as
+    `Authorization: Bearer <token>` (401 otherwise; guesses are throttled per client and audited)."""
     token = runtime.settings.metrics_token.get_secret_value()
     if token:
         presented = request.headers.get("authorization", "").encode()

@@ -11,7 +11,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from userapi import __version__
-from userapi.api import include_routes
+from userapi.api import OPENAPI_TAGS, include_routes
+from userapi.apidocs.router import install_docs
 from userapi.core.client import TrustedProxyHeaders
 from userapi.core.config import Settings, get_settings
 from userapi.core.exception_handlers import install_exception_handlers
@@ -71,16 +72,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="userapi",
         version=__version__,
         summary="Users, authentication and role-based access control.",
+        description="Errors are RFC 9457 problem documents (`application/problem+json`) with a stable "
+        "`code`. Sign in with **Authorize** (an email and password) to try the protected operations.",
+        openapi_tags=OPENAPI_TAGS,
         lifespan=lifespan,
         # No redirect is ever built from the request's Host header (Starlette's trailing-slash
         # redirect echoes it: `Host: evil.example` got `Location: http://evil.example/...`).
         # Paths have no trailing slash; with one they are an ordinary 404 problem document.
         redirect_slashes=False,
+        # FastAPI's own pages load Swagger UI, ReDoc and fonts from CDNs: install_docs serves ours.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.runtime = runtime
     install_exception_handlers(app)
     install_openapi(app)
     include_routes(app)
+    install_docs(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     # Outside the body limit, so HEAD and 204 rules hold for its 413s too.
     app.add_middleware(HttpConventions)

@@ -282,7 +282,7 @@ PUBLIC_ROUTES = {
     ("GET", "/health/live"),
     ("GET", "/health/ready"),
     ("GET", "/docs"),
-    ("GET", "/docs/oauth2-redirect"),
+    ("GET", "/docs/assets/redoc.standalone.js"),
     ("GET", "/openapi.json"),
     ("GET", "/redoc"),
 }

@@ -7,8 +7,9 @@ domain, and the guard belongs to auth.
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 
 from userapi.audit.constants import EventType
 from userapi.audit.dependencies import AuditServiceDep
@@ -20,14 +21,18 @@ from userapi.core.pagination import CursorParam, LimitParam
 router = APIRouter(prefix=API_PREFIX, tags=["audit"])
 
 
-@router.get("/audit-events", response_model=AuditEventPage)
+@router.get("/audit-events", response_model=AuditEventPage, summary="List audit events (admin)")
 async def audit_events(
     audit: AuditServiceDep,
     limit: LimitParam = 20,
     cursor: CursorParam = None,
-    user_id: uuid.UUID | None = None,
-    type: EventType | None = None,
+    user_id: Annotated[uuid.UUID | None, Query(description="Only events about this user.")] = None,
+    type: Annotated[EventType | None, Query(description="Only events of this type.")] = None,
 ) -> dict[str, object]:
+    """The audit trail of sign-ups, sign-ins (and failed ones), password changes, session ends and
+    admin changes, newest first, a page at a time (keyset pagination: pass `next_cursor` as
+    `cursor`). Each event has its time, type, the user it is about, the admin who acted (for admin
+    changes), the client's address and user agent, and details. Admins only."""
     rows, next_cursor = await audit.page(limit, cursor, user_id, type)
     # The response model validates the ORM rows once (from attributes).
     return {"items": rows, "next_cursor": next_cursor}

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Path, status
 
 from userapi.auth.dependencies import AuthServiceDep, CurrentClaims, PasswordGrantDep
 from userapi.auth.schemas import LoginRequest, PasswordGrantForm, RefreshRequest, SessionRead, TokenPair
@@ -30,14 +30,26 @@ _unauthorized: dict[int | str, dict[str, Any]] = {
     status_code=status.HTTP_201_CREATED,
     response_model=UserRead,
     responses={409: {"description": "Email taken"}, 429: {"description": "Throttled"}},
+    summary="Create an account",
 )
 async def register(body: UserRegister, auth: AuthServiceDep, client: ClientDep) -> User:
+    """Creates an account with the role `user` from an email, a password and an optional full name.
+    The email is stored in its normalised form and is unique in any letter case (409 `email_taken`);
+    the password needs 8 characters or more and must not be one of the most common passwords (422).
+    Sign-ups are throttled per client address (429 with `Retry-After`). Then sign in with
+    `POST /api/v1/auth/login`."""
     user = await auth.register(body.email, body.password, body.full_name, client)
     return user
 
 
-@public_router.post("/login", response_model=TokenPair, dependencies=[NoStore], responses=_unauthorized)
+@public_router.post(
+    "/login", response_model=TokenPair, dependencies=[NoStore], responses=_unauthorized, summary="Sign in"
+)
 async def login(body: LoginRequest, auth: AuthServiceDep, client: ClientDep) -> TokenPair:
+    """Checks an email and password and opens a session: a short-lived JWT access token (send it as
+    `Authorization: Bearer <token>`; `expires_in` seconds) and an opaque refresh token for
+    `POST /api/v1/auth/refresh`. An unknown email, a wrong password and a deactivated account get
+    the same 401. Attempts are throttled per account and per client address (429 with `Retry-After`)."""
     return await auth.login(body.email, body.password, client)
 
 
@@ -45,6 +57,7 @@ async def login(body: LoginRequest, auth: AuthServiceDep, client: ClientDep) -> 
     "/token",
     response_model=TokenPair,
     dependencies=[NoStore],
+    summary="Sign in (OAuth 2.0 password grant)",
     responses={
         400: {
             "description": "RFC 6749 5.2: `error` (also the problem's `code`) is `invalid_grant` for "
@@ -64,10 +77,11 @@ async def login(body: LoginRequest, auth: AuthServiceDep, client: ClientDep) -> 
     },
 )
 async def token(grant: PasswordGrantDep, auth: AuthServiceDep, client: ClientDep) -> TokenPair:
-    """The OAuth 2.0 token endpoint, resource owner password grant (RFC 6749 4.3); /docs' Authorize uses it.
-
-    Its errors are RFC 6749 5.2 errors (400 `invalid_grant`, ...) carried as problem documents.
-    """
+    """The sign-in of `POST /api/v1/auth/login` as an OAuth 2.0 token endpoint (RFC 6749 section 4.3):
+    a form (`application/x-www-form-urlencoded`) with `grant_type=password`, `username` (the email)
+    and `password`. The same rules, throttling and tokens as the JSON sign-in; its errors are RFC 6749
+    5.2 errors (400 `invalid_grant`, `invalid_request`, `unsupported_grant_type`) carried as problem
+    documents. The Authorize button of these docs signs in through it."""
     return await auth.password_grant(grant.email, grant.password, client)
 
 
@@ -76,18 +90,28 @@ async def token(grant: PasswordGrantDep, auth: AuthServiceDep, client: ClientDep
     response_model=TokenPair,
     dependencies=[NoStore],
     responses={401: {"description": "Invalid refresh token"}},
+    summary="Get new tokens with a refresh token",
 )
 async def refresh(body: RefreshRequest, auth: AuthServiceDep, client: ClientDep) -> TokenPair:
+    """Exchanges a refresh token for a new access token and a new refresh token (rotation: the one
+    sent stops working). A refresh token presented again after the reuse interval is taken as
+    stolen: its whole session is revoked and the call gets 401. Within the interval (two tabs
+    refreshing at once) it gets a valid pair of the same session. Expired, revoked or unknown
+    tokens, and tokens of deactivated accounts, get 401."""
     return await auth.refresh(body.refresh_token, client)
 
 
-@public_router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
+@public_router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, summary="Sign out")
 async def logout(body: RefreshRequest, auth: AuthServiceDep, client: ClientDep) -> None:
+    """Ends the session of the refresh token sent: its refresh tokens and access tokens stop
+    working. Idempotent: an unknown or already ended token also gets 204."""
     await auth.logout(body.refresh_token, client)
 
 
-@router.get("/auth/sessions", response_model=list[SessionRead])
+@router.get("/auth/sessions", response_model=list[SessionRead], summary="List your active sessions")
 async def list_sessions(current: CurrentClaims, auth: AuthServiceDep) -> list[SessionRead]:
+    """The caller's signed-in sessions that have not ended or expired: when each began and was last
+    used, from which user agent and address; `current` marks the session of this access token."""
     user, claims = current
     return [
         SessionRead(
@@ -107,8 +131,14 @@ async def list_sessions(current: CurrentClaims, auth: AuthServiceDep) -> list[Se
     "/auth/sessions/{session_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     responses={404: {"description": "No such session of yours"}},
+    summary="End one of your sessions",
 )
 async def end_session(
-    session_id: uuid.UUID, current: CurrentClaims, auth: AuthServiceDep, client: ClientDep
+    session_id: Annotated[uuid.UUID, Path(description="The session's `id`, from the list of sessions.")],
+    current: CurrentClaims,
+    auth: AuthServiceDep,
+    client: ClientDep,
 ) -> None:
+    """Signs out one of the caller's sessions (say, a lost phone): its refresh and access tokens stop
+    working. 404 when the id is not a session of the caller."""
     await auth.end_session(current[0], session_id, client)

@@ -91,6 +91,7 @@ def install_openapi(app: FastAPI) -> None:
                 summary=app.summary,
                 description=app.description,
                 routes=app.routes,
+                tags=app.openapi_tags,
             )
             app.openapi_schema = complete_error_responses(schema)
         return app.openapi_schema

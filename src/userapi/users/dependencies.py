@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Path
 
 from userapi.audit.dependencies import AuditServiceDep
 from userapi.auth.dependencies import SessionsDep
@@ -26,7 +26,10 @@ async def get_user_service(
 UserServiceDep = Annotated[UserService, Depends(get_user_service)]
 
 
-async def get_target_user(user_id: uuid.UUID, users: UserServiceDep) -> User:
+UserIdParam = Annotated[uuid.UUID, Path(description="The user's id (a UUID, the `id` of the user's JSON).")]
+
+
+async def get_target_user(user_id: UserIdParam, users: UserServiceDep) -> User:
     return await users.get(user_id)
 
 

@@ -32,13 +32,17 @@ _last_admin: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.get("/me", response_model=UserRead)
+@router.get("/me", response_model=UserRead, summary="Read your own account")
 async def read_me(user: CurrentUser) -> User:
+    """The account of the access token's user, as stored now (role, active state, name)."""
     return user
 
 
-@router.patch("/me", response_model=UserRead)
+@router.patch("/me", response_model=UserRead, summary="Change your own full name")
 async def update_me(body: UserSelfUpdate, user: CurrentUser, users: UserServiceDep) -> User:
+    """Sets `full_name` (`null` clears it); the only field users may change on their own account.
+    Email, role and active state are changed by an admin (`PATCH /api/v1/users/{user_id}`);
+    any other member is refused with 422."""
     if "full_name" in body.model_fields_set:
         user = await users.update_profile(user, body.full_name)
     return user
@@ -51,25 +55,36 @@ async def update_me(body: UserSelfUpdate, user: CurrentUser, users: UserServiceD
         403: {"description": "Wrong current password"},
         429: {"description": "Too many checks of this account's password (RATE_LIMIT_SECRET_*)"},
     },
+    summary="Change your password",
 )
 async def change_password(
     body: PasswordChange, user: CurrentUser, auth: AuthServiceDep, client: ClientDep
 ) -> None:
+    """Replaces the password after checking `current_password` (403 when wrong). The new password
+    follows the sign-up policy (8 characters or more, not one of the most common passwords).
+    Every session of the account ends, and access tokens issued before stop working: sign in
+    again with the new password."""
     await auth.change_password(user, body.current_password, body.new_password, client)
 
 
-@router.get("", response_model=UserPage)
+@router.get("", response_model=UserPage, summary="List users (admin)")
 async def list_users(
     admin: AdminUser,
     users: UserServiceDep,
     limit: LimitParam = 20,
     cursor: CursorParam = None,
-    role: Role | None = None,
+    role: Annotated[Role | None, Query(description="Only users with this role.")] = None,
     email: Annotated[
         StorableText | None,
-        Query(max_length=320, description="Email prefix, in any form (compared canonically)"),
+        Query(
+            max_length=320,
+            description="Only users whose email starts with this, in any form (compared canonically).",
+        ),
     ] = None,
 ) -> dict[str, object]:
+    """Users in the order they were created, a page at a time (keyset pagination: pass the
+    response's `next_cursor` as `cursor` for the next page; it is `null` on the last page).
+    Admins only."""
     rows, next_cursor = await users.page(limit, cursor, role, email)
     # The response model validates the ORM rows once (from attributes); building UserRead
     # objects here as well would validate every row twice.
@@ -81,8 +96,12 @@ async def list_users(
     status_code=status.HTTP_201_CREATED,
     response_model=UserRead,
     responses={409: {"description": "Email taken"}},
+    summary="Create a user (admin)",
 )
 async def create_user(body: UserCreate, admin: AdminUser, users: UserServiceDep, client: ClientDep) -> User:
+    """Creates an account with the given role and active state, under the sign-up rules for the
+    email and password; 409 `email_taken` when the address is in use (in any letter case).
+    Recorded in the audit trail. Admins only."""
     user = await users.admin_create(
         Actor.admin(admin, client),
         email=body.email,
@@ -94,15 +113,24 @@ async def create_user(body: UserCreate, admin: AdminUser, users: UserServiceDep,
     return user
 
 
-@router.get("/{user_id}", response_model=UserRead, responses=_not_found)
+@router.get("/{user_id}", response_model=UserRead, responses=_not_found, summary="Read a user (admin)")
 async def read_user(admin: AdminUser, target: TargetUser) -> User:
+    """One user by id; 404 when there is none. Admins only."""
     return target
 
 
-@router.patch("/{user_id}", response_model=UserRead, responses={**_not_found, **_last_admin})
+@router.patch(
+    "/{user_id}",
+    response_model=UserRead,
+    responses={**_not_found, **_last_admin},
+    summary="Change a user's role, active state or name (admin)",
+)
 async def update_user(
     body: UserUpdate, admin: AdminUser, target: TargetUser, users: UserServiceDep, client: ClientDep
 ) -> User:
+    """Changes the members sent (`role`, `is_active`, `full_name`); the others stay. A role change or
+    a deactivation takes effect on the user's very next request. The last active admin cannot be
+    demoted or deactivated (409). Recorded in the audit trail. Admins only."""
     user = await users.admin_update(
         Actor.admin(admin, client),
         target,
@@ -114,6 +142,13 @@ async def update_user(
     return user
 
 
-@router.delete("/{user_id}", status_code=status.HTTP_204_NO_CONTENT, responses={**_not_found, **_last_admin})
+@router.delete(
+    "/{user_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={**_not_found, **_last_admin},
+    summary="Delete a user (admin)",
+)
 async def delete_user(admin: AdminUser, target: TargetUser, users: UserServiceDep, client: ClientDep) -> None:
+    """Deletes the account and its sessions; its tokens stop working at once. The last active admin
+    cannot be deleted (409). Recorded in the audit trail. Admins only."""
     await users.admin_delete(Actor.admin(admin, client), target)

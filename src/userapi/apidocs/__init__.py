@@ -1,0 +1,1 @@
+"""API documentation pages (Swagger UI and ReDoc) and their locally served assets."""
