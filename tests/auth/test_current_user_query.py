@@ -1,4 +1,5 @@
-"""The per-request user query selects every column of users, from the model: none can be forgotten."""
+"""The per-request user query selects every column of users, from the model: none can be forgotten; and
+the role's permissions come with it, as stored now."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tests.fixtures.app import Account, bind_to_connection
+from tests.fixtures.app import Account, bind_to_connection, create_role, make_account
 from userapi.auth.repository import USER_FOR_REQUEST, CurrentUserRepository
 from userapi.db.reads import ReadPool
+from userapi.roles.constants import Permission
 from userapi.users.models import User
 
 
@@ -44,9 +46,35 @@ async def test_the_user_for_a_request_is_fully_loaded(
     bind_to_connection(reads, db_conn)
     found = await CurrentUserRepository(reads).user_for_request(uuid.UUID(user["id"]), None)
     assert found is not None
-    loaded, live = found
-    assert live is True
+    assert found.session_live is True
+    loaded = found.user
     # No attribute left unloaded: touching one later would be a lazy load outside any session.
     assert sa_inspect(loaded).unloaded == set()
     assert loaded.email == user["email"]
-    assert loaded.role.value == user["role"]
+    assert loaded.role == user["role"] == "user"
+    assert found.permissions == frozenset()
+
+
+async def test_the_request_reads_the_role_s_permissions_as_stored_now(
+    client: httpx.AsyncClient, db_conn: AsyncConnection
+) -> None:
+    role = await create_role(db_conn, "users:read", "not-in-the-catalogue")
+    account = await make_account(client, db_conn, role)
+    reads = ReadPool()
+    bind_to_connection(reads, db_conn)
+    repository = CurrentUserRepository(reads)
+
+    found = await repository.user_for_request(uuid.UUID(account["id"]), None)
+    # A stored name the catalogue no longer has grants nothing.
+    assert found is not None
+    assert found.permissions == {"users:read"}
+    await db_conn.execute(
+        text("UPDATE roles SET permissions = '{users:read,users:update}' WHERE name = :n"), {"n": role}
+    )
+    found = await repository.user_for_request(uuid.UUID(account["id"]), None)
+    assert found is not None
+    assert found.permissions == {"users:read", "users:update"}
+    await db_conn.execute(text("UPDATE users SET role = 'admin' WHERE id = :id"), {"id": account["id"]})
+    found = await repository.user_for_request(uuid.UUID(account["id"]), None)
+    assert found is not None
+    assert found.permissions == {p.value for p in Permission}

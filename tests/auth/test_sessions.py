@@ -13,10 +13,10 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from tests.fixtures.app import Account, build_test_app, make_account
+from tests.fixtures.app import Account, build_test_app, make_account, statements_on
 from tests.fixtures.helpers import API, PASSWORD, bearer, login, make_settings
 from userapi.core.config import Settings
 
@@ -453,32 +453,13 @@ async def test_role_changes_apply_on_the_next_request_without_ending_sessions(
 async def test_the_per_request_check_is_one_query(
     client: httpx.AsyncClient, user: Account, db_conn: AsyncConnection
 ) -> None:
-    """User row, token_version and session liveness come back in a single statement."""
-    statements: list[str] = []
-
-    def through_sqlalchemy(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if not statement.lstrip().upper().startswith(("SAVEPOINT", "RELEASE", "ROLLBACK TO")):
-            statements.append(statement)
-
-    def straight_to_asyncpg(record: Any) -> None:
-        statements.append(record.query)
-
-    # Watch both ways a statement can reach this connection: SQLAlchemy's cursor and asyncpg itself.
-    sync_conn = db_conn.sync_connection
-    assert sync_conn is not None
-    driver = (await db_conn.get_raw_connection()).driver_connection
-    assert driver is not None
-    event.listen(sync_conn, "before_cursor_execute", through_sqlalchemy)
-    driver.add_query_logger(straight_to_asyncpg)
-    try:
+    """User row, its role's permissions, token_version and session liveness: a single statement."""
+    async with statements_on(db_conn) as statements:
         assert await me_status(client, user["tokens"]["access_token"]) == 200
-        await asyncio.sleep(0)  # asyncpg calls query loggers with call_soon
-    finally:
-        event.remove(sync_conn, "before_cursor_execute", through_sqlalchemy)
-        driver.remove_query_logger(straight_to_asyncpg)
     assert len(statements) == 1, statements
     assert "token_version" in statements[0]
     assert "refresh_tokens" in statements[0]
+    assert "r.permissions" in statements[0]
 
 
 # --- listing and ending sessions ------------------------------------------------------------------------

@@ -17,7 +17,8 @@ from tests.fixtures.helpers import run_cli, server_env
 from userapi.core.config import to_async_url
 from userapi.db import migrate
 
-HEAD = "0003"
+HEAD = "0004"
+REVISIONS = ["0001", "0002", "0003", "0004"]
 
 
 def _dsn(url: str, database: str) -> str:
@@ -73,7 +74,7 @@ async def test_upgrade_downgrade_upgrade(empty_database_url: str) -> None:
         revisions = [
             r[0] for r in await conn.fetch("SELECT revision FROM schema_migrations ORDER BY revision")
         ]
-        assert revisions == ["0001", "0002", "0003"]
+        assert revisions == REVISIONS
     finally:
         await conn.close()
 
@@ -87,7 +88,7 @@ async def test_history_records_each_revision_with_time_and_duration(db_conn: Asy
             )
         )
     ).all()
-    assert [r.revision for r in rows] == ["0001", "0002", "0003"]
+    assert [r.revision for r in rows] == REVISIONS
     for row in rows:
         assert row.executed_at is not None
         assert row.duration_ms is not None
@@ -146,7 +147,7 @@ async def test_backfill_when_history_table_arrives_later(empty_database_url: str
     conn = await asyncpg.connect(empty_database_url)
     try:
         rows = await conn.fetch("SELECT revision, description FROM schema_migrations ORDER BY revision")
-        assert [r["revision"] for r in rows] == ["0001", "0002", "0003"]
+        assert [r["revision"] for r in rows] == REVISIONS
         assert "backfilled" in rows[0]["description"]
     finally:
         await conn.close()
@@ -211,14 +212,20 @@ async def test_catalog_facts(db_conn: AsyncConnection) -> None:
         )
         == "NO"
     )
-    labels = (await db_conn.execute(text("SELECT unnest(enum_range(NULL::user_role))::text"))).scalars().all()
-    assert labels == ["user", "admin"]
+    # users.role references roles.name (the enum type of 0001 is gone since 0004).
+    assert await scalar("SELECT to_regtype('user_role')") is None
     assert (
         await scalar(
             "SELECT column_default FROM information_schema.columns "
             "WHERE table_name = 'users' AND column_name = 'role'"
         )
-        == "'user'::user_role"
+        == "'user'::character varying"
+    )
+    assert (
+        await scalar(
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'fk_users_role_roles'"
+        )
+        == "FOREIGN KEY (role) REFERENCES roles(name) ON DELETE RESTRICT"
     )
     assert await scalar(
         "SELECT data_type FROM information_schema.columns "
@@ -255,11 +262,11 @@ def test_two_migrate_processes_at_once_on_an_empty_database(empty_database_url: 
         assert "Traceback" not in result.stderr
     # Exactly one of them applied the revisions; the other found the database at head.
     applied = [r.stdout.count("applied ") for r in results]
-    assert sorted(applied) == [0, 3]
+    assert sorted(applied) == [0, len(REVISIONS)]
     history = run_cli("db", "history", env=env)
     assert history.returncode == 0, history.stderr
     lines = [line for line in history.stdout.splitlines()[1:] if line.strip()]
-    assert [line.split()[0] for line in lines] == ["0001", "0002", "0003"]
+    assert [line.split()[0] for line in lines] == REVISIONS
 
 
 def test_cheap_head_reading_agrees_with_alembic() -> None:

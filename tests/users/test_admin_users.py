@@ -15,7 +15,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tests.fixtures.app import Account, make_account
 from tests.fixtures.helpers import API, PASSWORD, assert_problem, bearer, login, register, unique_email
-from userapi.users.constants import Role
 
 USERS = f"{API}/users"
 USER_KEYS = {"id", "email", "full_name", "role", "is_active", "created_at", "updated_at"}
@@ -28,7 +27,7 @@ def b64(raw: bytes) -> str:
 async def only_admin(conn: AsyncConnection, admin: Account) -> None:
     """Make `admin` the only active admin (rows committed by other tests must not count)."""
     await conn.execute(
-        text("UPDATE users SET role = 'user' WHERE role = 'admin' AND id <> :id"), {"id": admin["id"]}
+        text("UPDATE users SET role = 'user' WHERE role <> 'user' AND id <> :id"), {"id": admin["id"]}
     )
 
 
@@ -143,6 +142,15 @@ async def test_list_filters_by_role_and_email_prefix(
     assert admin["id"] in {item["id"] for item in everyone_admin.json()["items"]}
 
 
+async def test_list_filter_by_a_role_nobody_has_is_an_empty_page(
+    client: httpx.AsyncClient, admin: Account
+) -> None:
+    # A filter is a question, not a reference: a well-formed name no role has matches nobody.
+    response = await client.get(USERS, params={"role": "no-such-role"}, headers=admin.headers)
+    assert response.status_code == 200, response.text
+    assert response.json() == {"items": [], "next_cursor": None}
+
+
 @pytest.mark.parametrize(
     "params",
     [
@@ -151,8 +159,11 @@ async def test_list_filters_by_role_and_email_prefix(
         {"limit": -1},
         {"limit": "abc"},
         {"limit": 1.5},
-        {"role": "root"},
+        {"role": "r"},
         {"role": "ADMIN"},
+        {"role": "x" * 64},
+        {"role": "a\x00b"},
+        {"role": "admin\n"},
         {"cursor": "c" * 201},
         {"email": "x" * 321},
         {"email": "a\x00b"},
@@ -278,16 +289,45 @@ async def test_admin_create_duplicate_email_is_409(
         {"email": "nope", "password": PASSWORD},
         {"email": "a@example.com", "password": "short"},
         {"email": "a@example.com", "password": "password1"},
-        {"email": "a@example.com", "password": PASSWORD, "role": "root"},
+        {"email": "a@example.com", "password": PASSWORD, "role": "Root"},
+        {"email": "a@example.com", "password": PASSWORD, "role": None},
         {"email": "a@example.com", "password": PASSWORD, "id": str(uuid.uuid4())},
         {"email": "a@example.com", "password": PASSWORD, "full_name": "x" * 201},
     ],
-    ids=["empty", "bad-email", "short-password", "common-password", "bad-role", "id", "long-name"],
+    ids=[
+        "empty",
+        "bad-email",
+        "short-password",
+        "common-password",
+        "bad-role",
+        "null-role",
+        "id",
+        "long-name",
+    ],
 )
 async def test_admin_create_invalid_is_422(
     client: httpx.AsyncClient, admin: Account, body: dict[str, Any]
 ) -> None:
     assert_problem(await client.post(USERS, json=body, headers=admin.headers), 422, "invalid_input")
+
+
+async def test_creating_or_assigning_a_role_that_does_not_exist_is_422_unknown_role(
+    client: httpx.AsyncClient, db_conn: AsyncConnection, admin: Account, user: Account
+) -> None:
+    email = unique_email()
+    created = await client.post(
+        USERS, json={"email": email, "password": PASSWORD, "role": "no-such-role"}, headers=admin.headers
+    )
+    assert "no-such-role" in assert_problem(created, 422, "unknown_role")["detail"]
+    assert (
+        await db_conn.execute(text("SELECT count(*) FROM users WHERE email = :e"), {"e": email})
+    ).scalar() == 0
+    before = tuple(await row(db_conn, user["id"]))
+    assigned = await client.patch(
+        f"{USERS}/{user['id']}", json={"role": "no-such-role"}, headers=admin.headers
+    )
+    assert_problem(assigned, 422, "unknown_role")
+    assert tuple(await row(db_conn, user["id"])) == before
 
 
 # --- get ---------------------------------------------------------------------------------------------
@@ -370,7 +410,8 @@ async def test_admin_update_with_empty_body_changes_nothing(
 @pytest.mark.parametrize(
     "body",
     [
-        {"role": "root"},
+        {"role": "Root"},
+        {"role": "x" * 64},
         {"is_active": "maybe"},
         {"email": "new@example.com"},
         {"password": PASSWORD},
@@ -378,7 +419,7 @@ async def test_admin_update_with_empty_body_changes_nothing(
         {"full_name": "x" * 201},
         {"token_version": 5},
     ],
-    ids=["role", "is_active", "email", "password", "nul", "long-name", "token_version"],
+    ids=["role", "long-role", "is_active", "email", "password", "nul", "long-name", "token_version"],
 )
 async def test_admin_update_invalid_is_422_and_changes_nothing(
     client: httpx.AsyncClient, db_conn: AsyncConnection, admin: Account, user: Account, body: dict[str, Any]
@@ -452,7 +493,7 @@ async def test_inactive_admins_do_not_count(
     client: httpx.AsyncClient, db_conn: AsyncConnection, admin: Account
 ) -> None:
     await only_admin(db_conn, admin)
-    dormant = await make_account(client, db_conn, Role.admin)
+    dormant = await make_account(client, db_conn, "admin")
     await db_conn.execute(text("UPDATE users SET is_active = false WHERE id = :id"), {"id": dormant["id"]})
     response = await client.patch(f"{USERS}/{admin['id']}", json={"role": "user"}, headers=admin.headers)
     assert_problem(response, 409, "last_admin")
@@ -475,14 +516,14 @@ async def test_with_two_admins_one_may_go_then_the_other_is_kept(
     client: httpx.AsyncClient, db_conn: AsyncConnection, admin: Account
 ) -> None:
     await only_admin(db_conn, admin)
-    second = await make_account(client, db_conn, Role.admin)
+    second = await make_account(client, db_conn, "admin")
 
     response = await client.patch(f"{USERS}/{second['id']}", json={"role": "user"}, headers=admin.headers)
     assert response.status_code == 200, response.text
     assert_problem(await client.delete(f"{USERS}/{admin['id']}", headers=admin.headers), 409, "last_admin")
 
     # An admin may also step down itself while another admin remains.
-    third = await make_account(client, db_conn, Role.admin)
+    third = await make_account(client, db_conn, "admin")
     response = await client.patch(f"{USERS}/{admin['id']}", json={"role": "user"}, headers=admin.headers)
     assert response.status_code == 200, response.text
     assert_problem(await client.get(USERS, headers=admin.headers), 403, "forbidden")

@@ -13,7 +13,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tests.fixtures.app import make_account
 from tests.fixtures.helpers import API
-from userapi.users.constants import Role
 
 PASSWORD_1 = "Zebra-Quartz-Lantern-91"
 PASSWORD_2 = "Violet-Harbor-Maple-27"
@@ -105,7 +104,7 @@ class Recorder:
 async def full_flow(client: httpx.AsyncClient, db_conn: AsyncConnection) -> tuple[Recorder, list[str]]:
     """Every endpoint, successes and the common failures, with known passwords."""
     call = Recorder(client)
-    admin = await make_account(client, db_conn, Role.admin)
+    admin = await make_account(client, db_conn, "admin")
     # The only admin (rows committed by other tests must not count), so the last-admin 409 shows.
     await db_conn.execute(
         text("UPDATE users SET role = 'user' WHERE role = 'admin' AND id <> :id"), {"id": admin["id"]}
@@ -183,7 +182,25 @@ async def full_flow(client: httpx.AsyncClient, db_conn: AsyncConnection) -> tupl
     await call("GET", f"{API}/users/{{user_id}}", 404, boss, path={"user_id": uuid.uuid4()})
     await call("PATCH", f"{API}/users/{{user_id}}", 200, boss, path=ids, json={"full_name": "Renamed"})
     await call("GET", f"{API}/audit-events", 200, boss)
+    await call("DELETE", f"{API}/users/{{user_id}}/sessions", 204, boss, path=ids)
     await call("DELETE", f"{API}/users/{{user_id}}", 204, boss, path={"user_id": created["id"]})
+
+    # Roles.
+    role = {"name": f"flow-{uuid.uuid4().hex[:6]}"}
+    await call("GET", f"{API}/permissions", 200, boss)
+    await call("GET", f"{API}/roles", 200, boss)
+    await call("POST", f"{API}/roles", 201, boss, json={**role, "permissions": ["users:read"]})
+    await call("POST", f"{API}/roles", 409, boss, json=role)
+    await call("POST", f"{API}/roles", 422, boss, json={"name": "Bad Name"})
+    await call("GET", f"{API}/roles/{{name}}", 200, boss, path=role)
+    await call("PATCH", f"{API}/roles/{{name}}", 200, boss, path=role, json={"description": "Flow"})
+    await call("PATCH", f"{API}/roles/{{name}}", 409, boss, path={"name": "admin"}, json={"description": "x"})
+    await call("PATCH", f"{API}/users/{{user_id}}", 200, boss, path=ids, json={"role": role["name"]})
+    await call("DELETE", f"{API}/roles/{{name}}", 409, boss, path=role)
+    await call("PATCH", f"{API}/users/{{user_id}}", 422, boss, path=ids, json={"role": "no-such-role"})
+    await call("PATCH", f"{API}/users/{{user_id}}", 200, boss, path=ids, json={"role": "user"})
+    await call("DELETE", f"{API}/roles/{{name}}", 204, boss, path=role)
+    await call("GET", f"{API}/roles/{{name}}", 404, boss, path=role)
     await call("POST", f"{API}/auth/logout", 204, json={"refresh_token": tokens["refresh_token"]})
     await call("GET", "/health/live", 200)
 
@@ -230,7 +247,7 @@ async def test_responses_of_a_full_flow_match_the_spec(
         assert media_type in documented, (method, template, media_type, list(documented))
         validate(documented[media_type]["schema"], response.json(), spec, f"{method} {template} {status}")
         checked.add((method, template))
-    assert len(checked) >= 12, sorted(checked)
+    assert len(checked) >= 18, sorted(checked)
 
 
 async def test_no_response_contains_a_password_or_a_hash(
@@ -259,7 +276,7 @@ def test_user_schemas_document_no_secret(spec: dict[str, Any]) -> None:
         "updated_at",
     }
     assert schemas["UserPage"]["properties"]["items"]["items"] == {"$ref": "#/components/schemas/UserRead"}
-    for name in ("UserRead", "UserPage", "TokenPair", "SessionRead", "AuditEventRead"):
+    for name in ("UserRead", "UserPage", "TokenPair", "SessionRead", "AuditEventRead", "RoleRead"):
         assert "password" not in str(schemas[name]).lower(), name
 
 
@@ -278,7 +295,8 @@ def test_the_validator_rejects_bodies_that_break_the_schema(spec: dict[str, Any]
     broken = [
         {k: v for k, v in good.items() if k != "email"},
         {**good, "password_hash": "$2b$04$x"},
-        {**good, "role": "root"},
+        {**good, "role": 5},
+        {**good, "role": None},
         {**good, "is_active": "yes"},
         {**good, "full_name": 5},
         {**good, "id": "not-a-uuid"},
@@ -293,3 +311,16 @@ def test_the_validator_rejects_bodies_that_break_the_schema(spec: dict[str, Any]
         )
     with pytest.raises(AssertionError):
         validate({"$ref": "#/components/schemas/UserPage"}, {"items": [good, {**good, "role": 1}]}, spec)
+
+
+def test_roles_are_data_and_permissions_the_catalogue_in_the_spec(spec: dict[str, Any]) -> None:
+    from userapi.roles.constants import Permission
+
+    schemas = spec["components"]["schemas"]
+    # A role is any role's name (no enum of roles: they are rows), a permission one of the catalogue.
+    assert schemas["UserRead"]["properties"]["role"]["type"] == "string"
+    assert "enum" not in schemas["UserRead"]["properties"]["role"]
+    assert schemas["Permission"]["enum"] == [p.value for p in Permission]
+    assert schemas["RoleCreate"]["properties"]["name"]["pattern"] == "^[a-z][a-z0-9_-]{1,62}$"
+    operation = spec["paths"]["/api/v1/roles/{name}"]["delete"]
+    assert {"204", "401", "403", "404", "409", "422"} <= set(operation["responses"])

@@ -24,3 +24,7 @@ class EventType(enum.StrEnum):
     user_reactivated = "user_reactivated"
     user_created = "user_created"
     user_deleted = "user_deleted"
+    sessions_revoked = "sessions_revoked"  # every session of an account, ended by an admin
+    role_created = "role_created"
+    role_updated = "role_updated"
+    role_deleted = "role_deleted"

@@ -1,7 +1,7 @@
-"""HTTP routes of the audit domain: the audit-events listing (admins only, required where api.py mounts it).
+"""HTTP routes of the audit domain: the audit-events listing (`audit:read`, required where api.py mounts it).
 
-The admin requirement is declared by api.py when it includes this router: audit imports no other
-domain, and the guard belongs to auth.
+The permission is declared by api.py when it includes this router: audit imports no other domain,
+and the guard belongs to roles.
 """
 
 from __future__ import annotations

@@ -42,12 +42,13 @@ class AuditService:
         user_id: uuid.UUID | None,
         client: ClientInfo | None = None,
         actor_id: uuid.UUID | None = None,
-        **detail: str,
+        **detail: object,
     ) -> None:
         """Append one event to the trail and count it in the metrics (OWASP ASVS V7.2).
 
-        `user_id` is whom the event is about, `actor_id` who caused it when that is someone else
-        (an admin); `client` is None off the network (the CLI). `detail` holds no secret.
+        `user_id` is whom the event is about (None for a role), `actor_id` who caused it when that
+        is someone else (an admin); `client` is None off the network (the CLI). `detail` holds
+        JSON values (e.g. a role's `before` and `after`) and never a secret.
         """
         await self.repository.add(
             type_.value,

@@ -1,8 +1,8 @@
-"""Builds auth services per request and guards routes: current user, roles, client address."""
+"""Builds auth services per request and tells who is calling: the principal (user, claims, permissions)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
@@ -13,12 +13,11 @@ from userapi.auth.exceptions import InvalidRequest, UnsupportedGrantType
 from userapi.auth.repository import AuthRepository
 from userapi.auth.schemas import LoginRequest
 from userapi.auth.service import Authenticator, AuthService, SessionRevoker
-from userapi.core.exceptions import PermissionDenied, Unauthenticated
+from userapi.auth.service import Principal as Principal  # re-exported: the web layers' type of the caller
+from userapi.core.exceptions import Unauthenticated
 from userapi.core.runtime import RuntimeDep
-from userapi.core.security import AccessClaims
 from userapi.db.session import SessionDep
 from userapi.guard.dependencies import SecretGuardDep
-from userapi.users.constants import Role
 from userapi.users.models import User
 from userapi.users.service import UserService
 
@@ -99,35 +98,22 @@ async def get_password_grant(request: Request) -> LoginRequest:
 PasswordGrantDep = Annotated[LoginRequest, Depends(get_password_grant)]
 
 
-async def get_current_claims(
+async def get_current_principal(
     runtime: RuntimeDep, token: Annotated[str | None, Depends(oauth2_scheme)]
-) -> tuple[User, AccessClaims]:
+) -> Principal:
+    """The signed-in caller: token verified, then account, role permissions and session read in one
+    query. Raises Unauthenticated (no token) or InvalidToken (401)."""
     # Deliberately no session or service here: this runs on every authenticated request.
     if not token:
         raise Unauthenticated("Sign in: send an access token as `Authorization: Bearer <token>`")
     return await Authenticator.on(runtime.tokens, runtime.reads).authenticate(token)
 
 
-async def get_current_user(
-    current: Annotated[tuple[User, AccessClaims], Depends(get_current_claims)],
-) -> User:
-    return current[0]
+CurrentPrincipal = Annotated[Principal, Depends(get_current_principal)]
+
+
+async def get_current_user(principal: CurrentPrincipal) -> User:
+    return principal.user
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
-CurrentClaims = Annotated[tuple[User, AccessClaims], Depends(get_current_claims)]
-
-
-def require_roles(*roles: Role) -> Any:
-    """Route guard: the stored role of the signed-in user must be one of `roles` (else 403)."""
-    allowed = frozenset(roles)
-
-    async def guard(user: CurrentUser) -> User:
-        if user.role not in allowed:
-            raise PermissionDenied("Your role does not allow this")
-        return user
-
-    return Depends(guard)
-
-
-AdminUser = Annotated[User, require_roles(Role.admin)]

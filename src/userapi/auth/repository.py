@@ -14,6 +14,7 @@ from sqlalchemy.orm import aliased, make_transient_to_detached
 
 from userapi.auth.models import RefreshToken
 from userapi.db.reads import ReadPool
+from userapi.roles.constants import effective_permissions
 from userapi.users.models import User
 
 
@@ -37,15 +38,28 @@ def _user_columns() -> tuple[str, dict[str, type[enum.Enum]]]:
 
 _USER_SELECT_LIST, _USER_ENUMS = _user_columns()
 
-# One statement, prepared once per connection: the account and whether the token's session is live.
+# One statement, prepared once per connection: the account, what its role grants now (a primary-key
+# lookup of a small table: no cache could serve a revoked permission) and whether the token's
+# session is live. The inner join cannot lose the user: users.role references roles.name.
 USER_FOR_REQUEST = f"""
 SELECT {_USER_SELECT_LIST},
+       r.all_permissions AS role_all_permissions,
+       r.permissions AS role_permissions,
        ($2::uuid IS NULL OR EXISTS (
            SELECT 1 FROM refresh_tokens t WHERE t.family_id = $2::uuid AND t.revoked_at IS NULL
        )) AS live
-FROM users u
+FROM users u JOIN roles r ON r.name = u.role
 WHERE u.id = $1
 """
+
+
+@dataclass(frozen=True, slots=True)
+class RequestUser:
+    """What the per-request check reads: the account, its role's permissions, the session's liveness."""
+
+    user: User
+    permissions: frozenset[str]
+    session_live: bool
 
 
 @dataclass(frozen=True)
@@ -64,23 +78,25 @@ class CurrentUserRepository:
     def __init__(self, reads: ReadPool) -> None:
         self.reads = reads
 
-    async def user_for_request(
-        self, user_id: uuid.UUID, session_id: uuid.UUID | None
-    ) -> tuple[User, bool] | None:
-        """The user row and whether the token's session is still live, in one round trip.
+    async def user_for_request(self, user_id: uuid.UUID, session_id: uuid.UUID | None) -> RequestUser | None:
+        """The user row, its role's permissions and whether the token's session is still live, in
+        one round trip.
 
-        Returned detached: routes that change the user attach it to their session first.
+        The user is returned detached: routes that change it attach it to their session first.
         """
         row = await self.reads.fetchrow(USER_FOR_REQUEST, user_id, session_id)
         if row is None:
             return None
         values = dict(row)
         live = values.pop("live")
+        permissions = effective_permissions(
+            values.pop("role_all_permissions"), values.pop("role_permissions")
+        )
         for key, enum_class in _USER_ENUMS.items():
             values[key] = enum_class(values[key])
         user = User(**values)
         make_transient_to_detached(user)  # as if loaded: later changes are tracked as updates
-        return user, bool(live)
+        return RequestUser(user, permissions, bool(live))
 
 
 class AuthRepository:

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, status
 
-from userapi.auth.dependencies import AuthServiceDep, CurrentClaims, PasswordGrantDep
+from userapi.auth.dependencies import AuthServiceDep, CurrentPrincipal, PasswordGrantDep
 from userapi.auth.schemas import LoginRequest, PasswordGrantForm, RefreshRequest, SessionRead, TokenPair
 from userapi.core.client import ClientDep
 from userapi.core.config import API_PREFIX
@@ -109,10 +109,10 @@ async def logout(body: RefreshRequest, auth: AuthServiceDep, client: ClientDep) 
 
 
 @router.get("/auth/sessions", response_model=list[SessionRead], summary="List your active sessions")
-async def list_sessions(current: CurrentClaims, auth: AuthServiceDep) -> list[SessionRead]:
+async def list_sessions(current: CurrentPrincipal, auth: AuthServiceDep) -> list[SessionRead]:
     """The caller's signed-in sessions that have not ended or expired: when each began and was last
     used, from which user agent and address; `current` marks the session of this access token."""
-    user, claims = current
+    user, claims = current.user, current.claims
     return [
         SessionRead(
             id=row.family_id,
@@ -135,7 +135,7 @@ async def list_sessions(current: CurrentClaims, auth: AuthServiceDep) -> list[Se
 )
 async def end_session(
     session_id: Annotated[uuid.UUID, Path(description="The session's `id`, from the list of sessions.")],
-    current: CurrentClaims,
+    current: CurrentPrincipal,
     auth: AuthServiceDep,
     client: ClientDep,
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -38,8 +39,19 @@ from userapi.users.models import User
 from userapi.users.service import UserService
 
 
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The signed-in caller of one request: the stored account, the verified token's claims, and
+    the permissions its role grants now (read with the account, never taken from the token)."""
+
+    user: User
+    claims: AccessClaims
+    permissions: frozenset[str]
+
+
 class Authenticator:
-    """Who is calling: the access token verified, then the account and session read (one query).
+    """Who is calling: the access token verified, then the account, its role's permissions and the
+    session read (one query).
 
     It holds two references and no state: built per request from the runtime, at no cost.
     """
@@ -52,18 +64,18 @@ class Authenticator:
     def on(cls, tokens: TokenCodec, reads: ReadPool) -> Authenticator:
         return cls(tokens, CurrentUserRepository(reads))
 
-    async def authenticate(self, access_token: str) -> tuple[User, AccessClaims]:
-        """The user behind an access token, read from the database. Raises InvalidToken."""
+    async def authenticate(self, access_token: str) -> Principal:
+        """The caller behind an access token, read from the database. Raises InvalidToken."""
         claims = self.tokens.decode_access(access_token)
         found = await self.users.user_for_request(claims.user_id, claims.session_id)
         if found is None:
             raise InvalidToken("The account no longer exists")
-        user, session_live = found
+        user = found.user
         if not user.is_active:
             raise InvalidToken("The account is deactivated")
-        if user.token_version != claims.token_version or not session_live:
+        if user.token_version != claims.token_version or not found.session_live:
             raise InvalidToken("The session has ended")
-        return user, claims
+        return Principal(user, claims, found.permissions)
 
 
 class SessionRevoker:
@@ -259,6 +271,9 @@ class AuthService:
             user_agent=client.user_agent,
             ip=client.ip,
         )
-        access = self.tokens.encode_access(user.id, user.token_version, family_id)
+        # Role and permissions as information for other services (RFC 9068 section 2.2.3.1 style);
+        # userapi itself reads them from the database on every request, never from the token.
+        role_claims = {"role": user.role, "permissions": sorted(await self.users.permissions_of(user))}
+        access = self.tokens.encode_access(user.id, user.token_version, family_id, role_claims)
         pair = TokenPair(access_token=access, refresh_token=raw, expires_in=self.tokens.ttl_seconds)
         return pair, stored

@@ -6,13 +6,19 @@ import functools
 import os
 import sys
 from collections.abc import Callable
-from typing import ParamSpec, TypeVar
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 import typer
 from pydantic import ValidationError
 
 from userapi.core.config import ConfigError, Environment, Settings, get_settings, to_async_url
 from userapi.core.exceptions import AppError
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from userapi.roles.service import RoleService
+    from userapi.users.service import UserService
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -115,3 +121,30 @@ def settings_with_database() -> Settings:
     os.environ["JWT_SECRET"] = settings.jwt_secret.get_secret_value()
     get_settings.cache_clear()  # the app factory reads settings again, now with the URL
     return get_settings()
+
+
+def user_service(session: AsyncSession, settings: Settings) -> UserService:
+    """The users service on a CLI session, wired as a request wires it (audited; CLI actor)."""
+    from userapi.audit.service import AuditService
+    from userapi.auth.service import SessionRevoker
+    from userapi.core.security import PasswordHasher
+    from userapi.users.service import UserService
+
+    # The bcrypt cost is the configured one, read per command run.
+    return UserService.for_session(
+        session,
+        PasswordHasher(settings.bcrypt_rounds),
+        SessionRevoker.for_session(session),
+        AuditService.for_session(session),
+    )
+
+
+def role_service(session: AsyncSession) -> RoleService:
+    """The roles service on a CLI session, wired as a request wires it."""
+    from userapi.audit.service import AuditService
+    from userapi.roles.service import RoleService
+    from userapi.users.service import UserRoleHolders
+
+    return RoleService.for_session(
+        session, UserRoleHolders.for_session(session), AuditService.for_session(session)
+    )

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from pydantic import TypeAdapter, ValidationError
 
-from userapi.cli._common import CliError, one_line_errors, settings_with_database
+from userapi.cli._common import CliError, one_line_errors, settings_with_database, user_service
 from userapi.core.validation import Email, NewPassword
 
 # Services are imported inside the commands: they pull in the web stack, which `userapi migrate`
@@ -36,12 +36,9 @@ def create_admin(
     email: Annotated[str, typer.Option(help="Email of the admin to create or promote.")],
 ) -> None:
     """Create an admin account, or promote (and reactivate) an existing one. Idempotent."""
-    from userapi.audit.service import AuditService
-    from userapi.auth.service import SessionRevoker
-    from userapi.core.security import PasswordHasher
     from userapi.db.session import session_scope
-    from userapi.users.constants import Role
-    from userapi.users.service import Actor, UserService
+    from userapi.roles.constants import BuiltInRole
+    from userapi.roles.service import Actor
 
     # The canonical form (core.canonical), as every other entry point compares it.
     normalized = _validated(TypeAdapter(Email), email, "email")
@@ -50,25 +47,21 @@ def create_admin(
     async def run() -> str:
         async with session_scope(settings) as session:
             # The same service path as POST /api/v1/users and PATCH /api/v1/users/{id}: audited,
-            # with the CLI as the actor. The cost is set per command run.
-            users = UserService.for_session(
-                session,
-                PasswordHasher(settings.bcrypt_rounds),
-                SessionRevoker.for_session(session),
-                AuditService.for_session(session),
-            )
+            # with the CLI as the actor.
+            users = user_service(session, settings)
             actor = Actor.cli()
+            admin = BuiltInRole.admin
             user = await users.get_by_email(normalized)
             if user is not None:
-                if user.role is Role.admin and user.is_active:
+                if user.role == admin and user.is_active:
                     return f"{normalized} is already an admin"
                 await users.admin_update(
-                    actor, user, role=Role.admin, is_active=True, fields={"role", "is_active"}
+                    actor, user, role=admin, is_active=True, fields={"role", "is_active"}
                 )
                 return f"{normalized} promoted to admin"
             password = _validated(TypeAdapter(NewPassword), _read_password(), "password")
             await users.admin_create(
-                actor, email=normalized, password=password, full_name=None, role=Role.admin, is_active=True
+                actor, email=normalized, password=password, full_name=None, role=admin, is_active=True
             )
             return f"admin {normalized} created"
 

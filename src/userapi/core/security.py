@@ -7,6 +7,7 @@ import hashlib
 import secrets
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,7 @@ from userapi.core.exceptions import InvalidToken
 
 ACCESS_TOKEN_TYPE = "access"
 _REQUIRED_CLAIMS = ["sub", "exp", "iat", "jti", "iss", "aud", "typ", "ver"]
+_RESERVED_CLAIMS = frozenset({*_REQUIRED_CLAIMS, "sid", "nbf"})
 
 
 def _prehash(password: str) -> bytes:
@@ -124,8 +126,15 @@ class TokenCodec:
         self._decoder = jwt.PyJWT(options={"require": _REQUIRED_CLAIMS})
 
     def encode_access(
-        self, user_id: uuid.UUID, token_version: int, session_id: uuid.UUID | None = None
+        self,
+        user_id: uuid.UUID,
+        token_version: int,
+        session_id: uuid.UUID | None = None,
+        extra_claims: Mapping[str, Any] | None = None,
     ) -> str:
+        """A signed access token (RFC 7519). `extra_claims` (e.g. `role`, `permissions`) are
+        information for other services: they cannot replace a registered or revocation claim,
+        and this service never trusts them. Raises ValueError for a reserved claim name."""
         now = int(time.time())
         claims: dict[str, Any] = {
             "sub": str(user_id),
@@ -139,6 +148,10 @@ class TokenCodec:
         }
         if session_id is not None:
             claims["sid"] = str(session_id)
+        if extra_claims:
+            if reserved := _RESERVED_CLAIMS.intersection(extra_claims):
+                raise ValueError(f"reserved claim(s) {sorted(reserved)} cannot be passed as extra claims")
+            claims.update(extra_claims)
         return jwt.encode(claims, self._key, algorithm=self._algorithm)
 
     def decode_access(self, token: str) -> AccessClaims:

@@ -15,11 +15,6 @@ class UserNotFound(NotFound):
     title = "User not found"
 
 
-class LastAdmin(Conflict):
-    code = "last_admin"
-    title = "Last active admin"
-
-
 class WeakPassword(InvalidInput):
     code = "weak_password"
     title = "Password refused"

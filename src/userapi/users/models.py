@@ -8,8 +8,8 @@ from datetime import datetime
 from sqlalchemy import (
     Boolean,
     DateTime,
-    Enum,
     FetchedValue,
+    ForeignKey,
     Index,
     Integer,
     String,
@@ -21,17 +21,20 @@ from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from userapi.db.base import Base
-from userapi.users.constants import Role
-
-role_enum = Enum(Role, name="user_role", values_callable=lambda roles: [r.value for r in roles])
+from userapi.roles.constants import DEFAULT_ROLE, ROLE_NAME_MAX_CHARS
 
 
 class User(Base):
     __tablename__ = "users"
     # Fetch server-generated values (id, timestamps) with RETURNING instead of a later lazy load.
     __mapper_args__ = {"eager_defaults": True}
-    # Keyset pagination of the admin listing walks this index.
-    __table_args__ = (Index("ix_users_created_at_id", "created_at", "id"),)
+    __table_args__ = (
+        # Keyset pagination of the admin listing walks this index.
+        Index("ix_users_created_at_id", "created_at", "id"),
+        # The same with a role filter; also serves the foreign key's checks when a role is deleted
+        # and the per-role counts of GET /api/v1/roles (index-only).
+        Index("ix_users_role_created_at_id", "role", "created_at", "id"),
+    )
 
     # The database invents ids (uuid-ossp); the app never does.
     id: Mapped[uuid.UUID] = mapped_column(
@@ -42,7 +45,14 @@ class User(Base):
     email: Mapped[str] = mapped_column(String(320, collation="C"), nullable=False, unique=True)
     password_hash: Mapped[str] = mapped_column(Text, nullable=False)
     full_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
-    role: Mapped[Role] = mapped_column(role_enum, nullable=False, server_default=text("'user'"))
+    # A role's name (roles.name): each account holds exactly one role. RESTRICT: a role in use
+    # cannot be deleted (the service answers 409 role_in_use before the database has to).
+    role: Mapped[str] = mapped_column(
+        String(ROLE_NAME_MAX_CHARS),
+        ForeignKey("roles.name", ondelete="RESTRICT"),
+        nullable=False,
+        server_default=text(f"'{DEFAULT_ROLE.value}'"),
+    )
     is_active: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("true"))
     # Bumped when every session of the user must end; access tokens carry the value they saw.
     token_version: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, tuple_, update
+from sqlalchemy import delete, func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.exc import StaleDataError
 
-from userapi.users.constants import Role
 from userapi.users.models import User
 
 
@@ -46,7 +47,7 @@ class UserRepository:
         *,
         limit: int,
         after: tuple[datetime, uuid.UUID] | None,
-        role: Role | None,
+        role: str | None,
         email_prefix: str | None,
     ) -> list[User]:
         # Keyset pagination on (created_at, id): a deep page costs what the first one does.
@@ -60,25 +61,43 @@ class UserRepository:
             stmt = stmt.where(User.email.like(_like_prefix(email_prefix), escape="\\"))
         return list(await self.session.scalars(stmt))
 
-    async def lock_active_admin_ids(self) -> list[uuid.UUID]:
-        """Lock every active admin row, so concurrent demotions are decided one at a time."""
+    async def lock_active_holders(self, role_names: Collection[str]) -> list[tuple[uuid.UUID, str]]:
+        """(id, role) of the active users holding one of `role_names`, their rows locked in id order,
+        so concurrent demotions, deactivations and deletions are decided one at a time.
+
+        FOR NO KEY UPDATE: the strongest lock an ordinary row update takes, and it does not block
+        foreign-key checks of rows that reference users (refresh tokens being issued).
+        """
+        if not role_names:
+            return []
         stmt = (
-            select(User.id)
-            .where(User.role == Role.admin, User.is_active.is_(True))
+            select(User.id, User.role)
+            .where(User.role.in_(sorted(role_names)), User.is_active.is_(True))
             .order_by(User.id)
-            .with_for_update()
+            .with_for_update(key_share=True)
         )
-        return list(await self.session.scalars(stmt))
+        return [(row.id, row.role) for row in await self.session.execute(stmt)]
+
+    async def count_by_role(self) -> dict[str, int]:
+        """How many users hold each role (index-only on ix_users_role_created_at_id)."""
+        stmt = select(User.role, func.count().label("holders")).group_by(User.role)
+        return {row.role: row.holders for row in await self.session.execute(stmt)}
 
     async def attach(self, user: User) -> User:
         """The session's copy of a user read outside it (the current user), without a query."""
         return await self.session.merge(user, load=False)
 
-    async def flush(self) -> None:
-        await self.session.flush()
+    async def flush(self) -> bool:
+        """Write pending changes; False when a changed user no longer exists (deleted concurrently)."""
+        try:
+            await self.session.flush()
+        except StaleDataError:
+            return False
+        return True
 
-    async def bump_token_version(self, user: User) -> None:
-        """Increment atomically in SQL (concurrent bumps never collapse into one)."""
+    async def bump_token_version(self, user: User) -> bool:
+        """Increment atomically in SQL (concurrent bumps never collapse into one); False when the
+        user no longer exists."""
         result = await self.session.execute(
             update(User)
             .where(User.id == user.id)
@@ -86,8 +105,14 @@ class UserRepository:
             .returning(User.token_version)
             .execution_options(synchronize_session=False)
         )
+        version = result.scalar_one_or_none()
+        if version is None:
+            return False
         # Record the new value as loaded, not as a pending change to write back.
-        set_committed_value(user, "token_version", result.scalar_one())
+        set_committed_value(user, "token_version", version)
+        return True
 
-    async def delete(self, user_id: uuid.UUID) -> None:
-        await self.session.execute(delete(User).where(User.id == user_id))
+    async def delete(self, user_id: uuid.UUID) -> bool:
+        """Delete a user; False when there was none (deleted concurrently)."""
+        result = await self.session.execute(delete(User).where(User.id == user_id))
+        return bool(result.rowcount)  # type: ignore[attr-defined]

@@ -6,12 +6,15 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
 
-from userapi.auth.dependencies import AdminUser, AuthServiceDep, CurrentUser
+from userapi.auth.dependencies import AuthServiceDep, CurrentUser, Principal
 from userapi.core.client import ClientDep
 from userapi.core.config import API_PREFIX
 from userapi.core.pagination import CursorParam, LimitParam
 from userapi.core.validation import StorableText
-from userapi.users.constants import Role
+from userapi.roles.constants import Permission
+from userapi.roles.dependencies import require_permission
+from userapi.roles.schemas import RoleName
+from userapi.roles.service import Actor
 from userapi.users.dependencies import TargetUser, UserServiceDep
 from userapi.users.models import User
 from userapi.users.schemas import (
@@ -22,14 +25,25 @@ from userapi.users.schemas import (
     UserSelfUpdate,
     UserUpdate,
 )
-from userapi.users.service import Actor
 
 # Routers carry their full prefix, so a route knows its whole path template (metrics, logs).
 router = APIRouter(prefix=f"{API_PREFIX}/users", tags=["users"])
 _not_found: dict[int | str, dict[str, Any]] = {404: {"description": "No such user"}}
 _last_admin: dict[int | str, dict[str, Any]] = {
-    409: {"description": "The last active admin cannot lose that status"}
+    409: {"description": "`last_admin`: the last active admin cannot lose that status"}
 }
+_unknown_role: dict[int | str, dict[str, Any]] = {422: {"description": "Invalid input, or `unknown_role`"}}
+
+# Each admin route declares the permission it needs (a 403 names it when the caller's role lacks it).
+Reader = Annotated[Principal, require_permission(Permission.users_read)]
+Creator = Annotated[Principal, require_permission(Permission.users_create)]
+Updater = Annotated[Principal, require_permission(Permission.users_update)]
+Deleter = Annotated[Principal, require_permission(Permission.users_delete)]
+Revoker = Annotated[Principal, require_permission(Permission.sessions_revoke)]
+
+
+def _actor(caller: Principal, client: ClientDep) -> Actor:
+    return Actor.signed_in(caller.user.id, caller.permissions, client)
 
 
 @router.get("/me", response_model=UserRead, summary="Read your own account")
@@ -67,13 +81,16 @@ async def change_password(
     await auth.change_password(user, body.current_password, body.new_password, client)
 
 
-@router.get("", response_model=UserPage, summary="List users (admin)")
+@router.get("", response_model=UserPage, summary="List users (users:read)")
 async def list_users(
-    admin: AdminUser,
+    caller: Reader,
     users: UserServiceDep,
     limit: LimitParam = 20,
     cursor: CursorParam = None,
-    role: Annotated[Role | None, Query(description="Only users with this role.")] = None,
+    role: Annotated[
+        RoleName | None,
+        Query(description="Only users holding the role with this name (a name no role has: no items)."),
+    ] = None,
     email: Annotated[
         StorableText | None,
         Query(
@@ -84,7 +101,7 @@ async def list_users(
 ) -> dict[str, object]:
     """Users in the order they were created, a page at a time (keyset pagination: pass the
     response's `next_cursor` as `cursor` for the next page; it is `null` on the last page).
-    Admins only."""
+    Needs the permission `users:read`."""
     rows, next_cursor = await users.page(limit, cursor, role, email)
     # The response model validates the ORM rows once (from attributes); building UserRead
     # objects here as well would validate every row twice.
@@ -95,15 +112,17 @@ async def list_users(
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=UserRead,
-    responses={409: {"description": "Email taken"}},
-    summary="Create a user (admin)",
+    responses={409: {"description": "Email taken"}, **_unknown_role},
+    summary="Create a user (users:create)",
 )
-async def create_user(body: UserCreate, admin: AdminUser, users: UserServiceDep, client: ClientDep) -> User:
-    """Creates an account with the given role and active state, under the sign-up rules for the
-    email and password; 409 `email_taken` when the address is in use (in any letter case).
-    Recorded in the audit trail. Admins only."""
+async def create_user(body: UserCreate, caller: Creator, users: UserServiceDep, client: ClientDep) -> User:
+    """Creates an account with the given active state and role (`user` when absent), under the
+    sign-up rules for the email and password; 409 `email_taken` when the address is in use (in any
+    letter case). Needs `users:create`; a `role` also needs `users:manage-roles` and every
+    permission of that role (422 `unknown_role` when no role has that name). Recorded in the
+    audit trail."""
     user = await users.admin_create(
-        Actor.admin(admin, client),
+        _actor(caller, client),
         email=body.email,
         password=body.password,
         full_name=body.full_name,
@@ -113,26 +132,29 @@ async def create_user(body: UserCreate, admin: AdminUser, users: UserServiceDep,
     return user
 
 
-@router.get("/{user_id}", response_model=UserRead, responses=_not_found, summary="Read a user (admin)")
-async def read_user(admin: AdminUser, target: TargetUser) -> User:
-    """One user by id; 404 when there is none. Admins only."""
+@router.get("/{user_id}", response_model=UserRead, responses=_not_found, summary="Read a user (users:read)")
+async def read_user(caller: Reader, target: TargetUser) -> User:
+    """One user by id; 404 when there is none. Needs the permission `users:read`."""
     return target
 
 
 @router.patch(
     "/{user_id}",
     response_model=UserRead,
-    responses={**_not_found, **_last_admin},
-    summary="Change a user's role, active state or name (admin)",
+    responses={**_not_found, **_last_admin, **_unknown_role},
+    summary="Change a user's role, active state or name (users:update)",
 )
 async def update_user(
-    body: UserUpdate, admin: AdminUser, target: TargetUser, users: UserServiceDep, client: ClientDep
+    body: UserUpdate, caller: Updater, target: TargetUser, users: UserServiceDep, client: ClientDep
 ) -> User:
-    """Changes the members sent (`role`, `is_active`, `full_name`); the others stay. A role change or
-    a deactivation takes effect on the user's very next request. The last active admin cannot be
-    demoted or deactivated (409). Recorded in the audit trail. Admins only."""
+    """Changes the members sent (`role`, `is_active`, `full_name`); the others stay. Needs
+    `users:update`; a `role` also needs `users:manage-roles` and every permission of the new role,
+    and an account whose role holds permissions the caller lacks cannot be changed (403). A role
+    change takes effect on the user's very next request and ends no session; a deactivation ends
+    every session. The last active admin cannot be demoted or deactivated (409). Recorded in the
+    audit trail."""
     user = await users.admin_update(
-        Actor.admin(admin, client),
+        _actor(caller, client),
         target,
         role=body.role,
         is_active=body.is_active,
@@ -146,9 +168,25 @@ async def update_user(
     "/{user_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     responses={**_not_found, **_last_admin},
-    summary="Delete a user (admin)",
+    summary="Delete a user (users:delete)",
 )
-async def delete_user(admin: AdminUser, target: TargetUser, users: UserServiceDep, client: ClientDep) -> None:
-    """Deletes the account and its sessions; its tokens stop working at once. The last active admin
-    cannot be deleted (409). Recorded in the audit trail. Admins only."""
-    await users.admin_delete(Actor.admin(admin, client), target)
+async def delete_user(caller: Deleter, target: TargetUser, users: UserServiceDep, client: ClientDep) -> None:
+    """Deletes the account and its sessions; its tokens stop working at once. Needs `users:delete`
+    and every permission of the account's role. The last active admin cannot be deleted (409).
+    Recorded in the audit trail."""
+    await users.admin_delete(_actor(caller, client), target)
+
+
+@router.delete(
+    "/{user_id}/sessions",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=_not_found,
+    summary="End every session of a user (sessions:revoke)",
+)
+async def end_user_sessions(
+    caller: Revoker, target: TargetUser, users: UserServiceDep, client: ClientDep
+) -> None:
+    """Signs the account out everywhere: its access tokens stop working on their next request and
+    its refresh tokens are revoked; the account stays active and may sign in again. Needs
+    `sessions:revoke` and every permission of the account's role. Recorded in the audit trail."""
+    await users.admin_end_sessions(_actor(caller, client), target)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from userapi.core.pagination import Page
 from userapi.core.validation import Email, FullName, LoginPassword, NewPassword
-from userapi.users.constants import Role
+from userapi.roles.schemas import RoleName
 
 
 class _Input(BaseModel):
@@ -24,7 +24,7 @@ class UserRead(BaseModel):
     id: uuid.UUID
     email: str
     full_name: str | None
-    role: Role
+    role: str = Field(description="The name of the account's role (GET /api/v1/roles lists them).")
     is_active: bool
     created_at: datetime
     updated_at: datetime
@@ -37,8 +37,16 @@ class UserRegister(_Input):
 
 
 class UserCreate(UserRegister):
-    role: Role = Role.user
+    # Absent: the default role, `user`. Present: needs users:manage-roles (422 unknown_role if none has it).
+    role: RoleName | SkipJsonSchema[None] = None
     is_active: bool = True
+
+    @field_validator("role", mode="before")
+    @classmethod
+    def _role_not_null(cls, value: object) -> object:
+        if value is None:
+            raise ValueError("must not be null; leave the field out for the default role")
+        return value
 
 
 class UserSelfUpdate(_Input):
@@ -47,7 +55,7 @@ class UserSelfUpdate(_Input):
 
 class UserUpdate(_Input):
     # Absent means "leave as is"; an explicit null is refused (a role or status cannot be unset).
-    role: Role | SkipJsonSchema[None] = None
+    role: RoleName | SkipJsonSchema[None] = None
     is_active: bool | SkipJsonSchema[None] = None
     full_name: FullName | None = None
 

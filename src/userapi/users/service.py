@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -19,9 +19,11 @@ from userapi.core.canonical import (
 from userapi.core.client import ClientInfo
 from userapi.core.pagination import decode_cursor, key_datetime, key_uuid, next_page
 from userapi.core.security import PasswordHasher
+from userapi.roles.constants import DEFAULT_ROLE, Permission
+from userapi.roles.exceptions import LastAdmin
+from userapi.roles.service import Actor, RoleService, is_administrative
 from userapi.users import policy
-from userapi.users.constants import Role
-from userapi.users.exceptions import EmailTaken, InvalidEmailAddress, LastAdmin, UserNotFound
+from userapi.users.exceptions import EmailTaken, InvalidEmailAddress, UserNotFound
 from userapi.users.models import User
 from userapi.users.repository import UserRepository
 
@@ -42,26 +44,25 @@ class AuditTrail(Protocol):
         user_id: uuid.UUID | None,
         client: ClientInfo | None = None,
         actor_id: uuid.UUID | None = None,
-        **detail: str,
+        **detail: object,
     ) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class Actor:
-    """Who makes an admin change: a signed-in admin over HTTP, or an operator at the command line."""
+class UserRoleHolders:
+    """Users' side of roles' `RoleHolders` interface: who holds which role (roles never imports users)."""
 
-    user_id: uuid.UUID | None
-    client: ClientInfo | None
-    # Recorded as the event's `actor` detail when there is no user to name (the CLI).
-    label: str | None = None
+    def __init__(self, repository: UserRepository) -> None:
+        self.repository = repository
 
     @classmethod
-    def admin(cls, user: User, client: ClientInfo) -> Actor:
-        return cls(user.id, client)
+    def for_session(cls, session: AsyncSession) -> UserRoleHolders:
+        return cls(UserRepository(session))
 
-    @classmethod
-    def cli(cls) -> Actor:
-        return cls(None, None, "cli")
+    async def count_by_role(self) -> dict[str, int]:
+        return await self.repository.count_by_role()
+
+    async def active_holders(self, role_names: Collection[str]) -> list[tuple[uuid.UUID, str]]:
+        return await self.repository.active_holders(role_names)
 
 
 def _user_key(values: list[Any]) -> tuple[datetime, uuid.UUID]:
@@ -70,22 +71,31 @@ def _user_key(values: list[Any]) -> tuple[datetime, uuid.UUID]:
 
 
 class UserService:
-    """Accounts and their administration; sessions end and events are recorded through interfaces."""
+    """Accounts and their administration; sessions end, events are recorded and roles are read
+    through interfaces (auth, audit) and the roles service (users never imports auth)."""
 
     def __init__(
-        self, repository: UserRepository, hasher: PasswordHasher, sessions: Sessions, audit: AuditTrail
+        self,
+        repository: UserRepository,
+        hasher: PasswordHasher,
+        sessions: Sessions,
+        audit: AuditTrail,
+        roles: RoleService,
     ) -> None:
         self.repository = repository
         self.hasher = hasher
         self.sessions = sessions
         self.audit = audit
+        self.roles = roles
 
     @classmethod
     def for_session(
         cls, session: AsyncSession, hasher: PasswordHasher, sessions: Sessions, audit: AuditTrail
     ) -> UserService:
         """The service on a caller's session (request, CLI): only users builds its repository."""
-        return cls(UserRepository(session), hasher, sessions, audit)
+        repository = UserRepository(session)
+        roles = RoleService.for_session(session, UserRoleHolders(repository), audit)
+        return cls(repository, hasher, sessions, audit, roles)
 
     # --- accounts ---------------------------------------------------------------------------
 
@@ -94,19 +104,21 @@ class UserService:
         email: str,
         password: str,
         full_name: str | None = None,
-        role: Role = Role.user,
+        role: str = DEFAULT_ROLE,
         is_active: bool = True,
     ) -> User:
         """Create an account (not audited: callers record why).
 
         The email is stored in its canonical form whatever form the caller passed. Raises
-        InvalidEmailAddress, WeakPassword, EmailTaken.
+        InvalidEmailAddress, WeakPassword, UnknownRole, EmailTaken.
         """
         try:
             email = canonical_email(email)
         except InvalidEmail as exc:
             raise InvalidEmailAddress(str(exc)) from None
         policy.check_password(password, email, full_name)
+        if role != DEFAULT_ROLE:
+            await self.roles.for_assignment(role)
         password_hash = await self.hasher.hash(password)
         user = await self.repository.insert_unless_email_taken(
             {
@@ -134,10 +146,16 @@ class UserService:
         canonical = canonical_email_or_none(email)
         return await self.repository.get_by_email(canonical) if canonical is not None else None
 
+    async def permissions_of(self, user: User) -> frozenset[str]:
+        """What the account's role grants now (for the token's informational claims)."""
+        return await self.roles.permissions_of(user.role)
+
     async def page(
-        self, limit: int, cursor: str | None, role: Role | None, email_prefix: str | None
+        self, limit: int, cursor: str | None, role: str | None, email_prefix: str | None
     ) -> tuple[list[User], str | None]:
         """A page of users in creation order and the cursor of the next one. Raises InvalidCursor.
+
+        `role` filters by role name; a name no role has gives an empty page (a filter, not a reference).
 
         `email_prefix` is brought towards the canonical form as far as a prefix allows
         (core.canonical.canonical_email_prefix), so any form of an address finds its account.
@@ -148,10 +166,10 @@ class UserService:
         return next_page(rows, limit, lambda user: [user.created_at.isoformat(), str(user.id)])
 
     async def update_profile(self, user: User, full_name: str | None) -> User:
-        """Change the caller's own name."""
+        """Change the caller's own name. Raises UserNotFound (deleted meanwhile)."""
         user = await self.repository.attach(user)
         user.full_name = full_name
-        await self.repository.flush()
+        await self._save(user)
         return user
 
     def check_new_password(self, user: User, new_password: str) -> None:
@@ -172,14 +190,21 @@ class UserService:
         password_hash = await self.hasher.hash(password)
         user = await self.repository.attach(user)
         user.password_hash = password_hash
-        await self.repository.flush()
+        await self._save(user)
 
     async def end_all_sessions(self, user: User) -> None:
-        """End every session: access tokens carry the old token version, refresh tokens are revoked."""
-        await self.repository.bump_token_version(user)
+        """End every session: access tokens carry the old token version, refresh tokens are revoked.
+
+        Raises UserNotFound (deleted meanwhile)."""
+        if not await self.repository.bump_token_version(user):
+            raise UserNotFound(f"No user with id {user.id}")
         await self.sessions.revoke_user_sessions(user.id)
 
     # --- administration (admins over HTTP, operators at the CLI), every change audited ------
+    #
+    # Beyond the permission each route requires: assigning a role needs users:manage-roles and
+    # every permission of that role, and an account may only be changed, deleted or signed out by
+    # an actor holding every permission of its role (no escalation, OWASP ASVS V4.1.3).
 
     async def admin_create(
         self,
@@ -188,12 +213,17 @@ class UserService:
         email: str,
         password: str,
         full_name: str | None,
-        role: Role,
+        role: str | None,
         is_active: bool,
     ) -> User:
-        """Create an account with a role. Raises InvalidEmailAddress, WeakPassword, EmailTaken."""
-        user = await self.create(email, password, full_name, role, is_active)
-        await self._record(EventType.user_created, user, actor, role=role.value)
+        """Create an account, with `role` or the default one.
+
+        Raises MissingPermission, InvalidEmailAddress, WeakPassword, UnknownRole, EmailTaken.
+        """
+        if role is not None:
+            await self._may_assign(actor, role)
+        user = await self.create(email, password, full_name, role or DEFAULT_ROLE, is_active)
+        await self._record(EventType.user_created, user, actor, role=user.role)
         return user
 
     async def admin_update(
@@ -201,26 +231,33 @@ class UserService:
         actor: Actor,
         user: User,
         *,
-        role: Role | None = None,
+        role: str | None = None,
         is_active: bool | None = None,
         full_name: str | None = None,
-        fields: set[str],
+        fields: Collection[str],
     ) -> User:
-        """Change role, activity or name. Raises LastAdmin. Deactivation ends every session."""
+        """Change role, activity or name; a role change acts on the account's next request and ends
+        no session, a deactivation ends every session.
+
+        Raises MissingPermission, UnknownRole, LastAdmin.
+        """
+        await self._may_act_on(actor, user)
         old_role, was_active = user.role, user.is_active
-        demotes = "role" in fields and role is not None and role is not Role.admin
+        new_role = role if "role" in fields and role is not None else old_role
+        demotes = False
+        if "role" in fields and role is not None:
+            demotes = not is_administrative(await self._may_assign(actor, role)) and role != old_role
         deactivates = "is_active" in fields and is_active is False
         if demotes or deactivates:
             await self._guard_last_admin(user, "demoted" if demotes else "deactivated")
-        if "role" in fields and role is not None:
-            user.role = role
+        user.role = new_role
         if "is_active" in fields and is_active is not None:
             user.is_active = is_active
         if "full_name" in fields:
             user.full_name = full_name
-        await self.repository.flush()
-        if user.role is not old_role:
-            await self._record(EventType.role_changed, user, actor, old=old_role.value, new=user.role.value)
+        await self._save(user)
+        if user.role != old_role:
+            await self._record(EventType.role_changed, user, actor, old=old_role, new=user.role)
         if was_active and not user.is_active:
             await self.end_all_sessions(user)
             await self._record(EventType.user_deactivated, user, actor)
@@ -229,23 +266,54 @@ class UserService:
         return user
 
     async def admin_delete(self, actor: Actor, user: User) -> None:
-        """Delete an account (its sessions go with it). Raises LastAdmin."""
+        """Delete an account (its sessions go with it). Raises MissingPermission, LastAdmin."""
+        await self._may_act_on(actor, user)
         await self._guard_last_admin(user, "deleted")
-        await self.repository.delete(user.id)
-        await self._record(EventType.user_deleted, user, actor, email=user.email)
+        if not await self.repository.delete(user.id):
+            raise UserNotFound(f"No user with id {user.id}")
+        await self._record(EventType.user_deleted, user, actor, email=user.email, role=user.role)
+
+    async def admin_end_sessions(self, actor: Actor, user: User) -> None:
+        """End every session of another account (its next request gets 401). Raises MissingPermission."""
+        await self._may_act_on(actor, user)
+        await self.end_all_sessions(user)
+        await self._record(EventType.sessions_revoked, user, actor)
 
     # --- internals ------------------------------------------------------------------------
 
-    async def _record(self, type_: EventType, user: User, actor: Actor, **detail: str) -> None:
+    async def _save(self, user: User) -> None:
+        # A concurrent delete wins over a change: the change is a 404, not a 500. (The id is read
+        # first: after a failed flush the session refuses to load anything.)
+        user_id = user.id
+        if not await self.repository.flush():
+            raise UserNotFound(f"No user with id {user_id}")
+
+    async def _may_assign(self, actor: Actor, role: str) -> frozenset[str]:
+        """The permissions of `role`, if `actor` may assign it. Raises MissingPermission, UnknownRole."""
+        actor.require({Permission.users_manage_roles}, "Assigning a role needs users:manage-roles")
+        granted = await self.roles.for_assignment(role)
+        actor.require(granted, f"You cannot assign the role {role!r}: it grants permissions your role lacks")
+        return granted
+
+    async def _may_act_on(self, actor: Actor, user: User) -> None:
+        if actor.user_id == user.id:
+            return  # the actor's permissions are this account's own
+        held = await self.roles.permissions_of(user.role)
+        actor.require(held, "That account's role holds permissions yours lacks")
+
+    async def _record(self, type_: EventType, user: User, actor: Actor, **detail: object) -> None:
         if actor.label is not None:
             detail["actor"] = actor.label
         await self.audit.record(type_, user_id=user.id, client=actor.client, actor_id=actor.user_id, **detail)
 
     async def _guard_last_admin(self, user: User, action: str) -> None:
-        if user.role is not Role.admin or not user.is_active:
-            return
-        # Locked, so two admins demoting each other at once cannot both succeed: the second
-        # sees the first's commit and finds itself the last one.
-        admins = await self.repository.lock_active_admin_ids()
-        if admins == [user.id]:
+        """Raises LastAdmin when `user` is the only active account whose role satisfies the rule.
+
+        Decided under the locks of the administrative roles' rows, which every such decision takes
+        first: two admins removing each other at once cannot both succeed, the second waits for the
+        first to commit and then finds itself the last one.
+        """
+        administrative = await self.roles.lock_administrative()
+        holders = {user_id for user_id, _ in await self.repository.active_holders(administrative)}
+        if holders == {user.id}:
             raise LastAdmin(f"The last active admin cannot be {action}; promote another admin first")
