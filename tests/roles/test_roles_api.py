@@ -73,9 +73,10 @@ async def test_roles_are_listed_with_permissions_and_holders(
         await make_account(client, db_conn, support)
     inactive = await make_account(client, db_conn, support)
     await db_conn.execute(text("UPDATE users SET is_active = false WHERE id = :id"), {"id": inactive["id"]})
-    counts = dict(
-        (await db_conn.execute(text("SELECT role, count(*) FROM users GROUP BY role"))).tuples().all()
-    )
+    counts = {
+        row.role: row.n
+        for row in await db_conn.execute(text("SELECT role, count(*) AS n FROM users GROUP BY role"))
+    }
 
     response = await client.get(ROLES, headers=admin.headers)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -121,7 +121,13 @@ def valid_permissions(names: Iterable[str]) -> list[str]:
 
 
 def is_administrative(permissions: Collection[str]) -> bool:
+    """Whether a role granting `permissions` satisfies the last-admin rule."""
     return set(permissions) >= ADMINISTRATIVE
+
+
+def _known(stored: Iterable[str]) -> set[str]:
+    # Names the catalogue no longer has grant nothing; a change of the role drops them.
+    return set(stored) & constants.ALL_PERMISSIONS
 
 
 class RoleService:
@@ -202,41 +208,18 @@ class RoleService:
         Raises RoleNotFound, BuiltInRoleError, UnknownPermission, MissingPermission, LastAdmin.
         """
         granted = valid_permissions(permissions or ()) if "permissions" in fields else None
-        # Lock order, the same everywhere: administrative roles, then this role, then accounts.
-        administrative = await self.lock_administrative()
-        role = await self.repository.lock(name)
-        if role is None:
-            raise RoleNotFound(f"No role named {name!r}")
-        if role.built_in:
-            raise BuiltInRoleError(f"The built-in role {name!r} cannot be changed")
-        before = _snapshot(role)
-        if granted is not None:
-            actor.require(set(granted) - set(role.permissions), "You cannot grant a permission you lack")
-            if is_administrative(role.permissions) and not is_administrative(granted):
-                if name not in administrative:  # it became administrative after that first read
-                    administrative = await self.lock_administrative()
-                await self._guard_last_admin(name, administrative)
-            role.permissions = granted
-        if "description" in fields and description is not None:
-            role.description = description
-        await self.repository.flush()
-        after = _snapshot(role)
-        if after != before:
-            await self._record(EventType.role_updated, actor, role=name, before=before, after=after)
-        return await self.get(name)
+        new_description = description if "description" in fields else None
+        return await self._change(actor, name, lambda _current: granted, new_description)
 
     async def grant(self, actor: Actor, name: str, permissions: Iterable[str]) -> RoleView:
         """Add permissions to a custom role (the CLI's `roles grant`). Raises as `update`."""
-        current = await self._existing(name)
-        wanted = [*current.permissions, *valid_permissions(permissions)]
-        return await self.update(actor, name, permissions=wanted, fields={"permissions"})
+        added = set(valid_permissions(permissions))
+        return await self._change(actor, name, lambda current: sorted(_known(current) | added))
 
     async def revoke(self, actor: Actor, name: str, permissions: Iterable[str]) -> RoleView:
         """Remove permissions from a custom role (the CLI's `roles revoke`). Raises as `update`."""
-        current = await self._existing(name)
         dropped = set(valid_permissions(permissions))
-        wanted = [p for p in current.permissions if p not in dropped]
-        return await self.update(actor, name, permissions=wanted, fields={"permissions"})
+        return await self._change(actor, name, lambda current: sorted(_known(current) - dropped))
 
     async def delete(self, actor: Actor, name: str) -> None:
         """Delete a custom role no account holds. Raises RoleNotFound, BuiltInRoleError, RoleInUse.
@@ -257,6 +240,39 @@ class RoleService:
         await self._record(EventType.role_deleted, actor, role=name, before=before)
 
     # --- internals ------------------------------------------------------------------------
+
+    async def _change(
+        self,
+        actor: Actor,
+        name: str,
+        new_permissions: Callable[[list[str]], list[str] | None],
+        description: str | None = None,
+    ) -> RoleView:
+        """Apply a change to the role's row as it is once locked (`new_permissions` gets the stored
+        list and returns the new one, or None to keep it), guarding the last-admin rule."""
+        # Lock order, the same everywhere: administrative roles, then this role, then accounts.
+        administrative = await self.lock_administrative()
+        role = await self.repository.lock(name)
+        if role is None:
+            raise RoleNotFound(f"No role named {name!r}")
+        if role.built_in:
+            raise BuiltInRoleError(f"The built-in role {name!r} cannot be changed")
+        before = _snapshot(role)
+        granted = new_permissions(list(role.permissions))
+        if granted is not None:
+            actor.require(set(granted) - set(role.permissions), "You cannot grant a permission you lack")
+            if is_administrative(role.permissions) and not is_administrative(granted):
+                if name not in administrative:  # it became administrative after that first read
+                    administrative = await self.lock_administrative()
+                await self._guard_last_admin(name, administrative)
+            role.permissions = granted
+        if description is not None:
+            role.description = description
+        await self.repository.flush()
+        after = _snapshot(role)
+        if after != before:
+            await self._record(EventType.role_updated, actor, role=name, before=before, after=after)
+        return await self.get(name)
 
     async def _existing(self, name: str) -> Role:
         role = await self.repository.get(name)
