@@ -39,11 +39,15 @@ class RoleRepository:
         return (await self.session.scalars(stmt)).first()
 
     async def lock_administrative(self, required: Collection[str]) -> list[str]:
-        """Names of the roles granting every permission in `required` (or all permissions), locked.
+        """Names of the roles granting every permission in `required` (or all permissions), their rows
+        locked until the transaction ends.
 
-        FOR NO KEY UPDATE, in name order: a concurrent change of one of these roles' permissions
-        waits for this transaction (and is re-checked against its result), and foreign-key checks
-        of ordinary assignments (KEY SHARE) are not blocked.
+        This is where every decision of the last-admin rule is serialised: each one takes these
+        locks first, and `admin` (all permissions) is always among them, so a second decision waits
+        for the first to commit and then reads the accounts as they are. A role whose permissions
+        the first one changed is re-checked when its lock is granted (PostgreSQL re-evaluates the
+        WHERE clause on the new row version). FOR NO KEY UPDATE, in name order: no deadlock between
+        deciders, and ordinary assignments (their foreign-key check takes KEY SHARE) never wait.
         """
         stmt = (
             select(Role.name)

@@ -66,8 +66,8 @@ class RoleHolders(Protocol):
         """How many accounts (active or not) hold each role, by role name."""
         ...
 
-    async def lock_active_holders(self, role_names: Collection[str]) -> list[tuple[uuid.UUID, str]]:
-        """(id, role) of every active account holding one of `role_names`, rows locked."""
+    async def active_holders(self, role_names: Collection[str]) -> list[tuple[uuid.UUID, str]]:
+        """(id, role) of every active account holding one of `role_names`."""
         ...
 
 
@@ -281,9 +281,9 @@ class RoleService:
         return role
 
     async def _guard_last_admin(self, name: str, administrative: list[str]) -> None:
-        # The holders' rows are locked too: a concurrent demotion or deactivation of one of them
-        # waits, and then sees this role's new permissions (its lock on this row is re-checked).
-        holders = await self.holders.lock_active_holders(administrative)
+        # Read under the administrative roles' locks (taken by the caller): no other decision of
+        # this rule can be halfway through.
+        holders = await self.holders.active_holders(administrative)
         if any(role == name for _, role in holders) and all(role == name for _, role in holders):
             raise LastAdmin(
                 f"Every active admin holds the role {name!r}: it must keep "

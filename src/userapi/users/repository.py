@@ -61,12 +61,11 @@ class UserRepository:
             stmt = stmt.where(User.email.like(_like_prefix(email_prefix), escape="\\"))
         return list(await self.session.scalars(stmt))
 
-    async def lock_active_holders(self, role_names: Collection[str]) -> list[tuple[uuid.UUID, str]]:
-        """(id, role) of the active users holding one of `role_names`, their rows locked in id order,
-        so concurrent demotions, deactivations and deletions are decided one at a time.
+    async def active_holders(self, role_names: Collection[str]) -> list[tuple[uuid.UUID, str]]:
+        """(id, role) of the active users holding one of `role_names`.
 
-        FOR NO KEY UPDATE: the strongest lock an ordinary row update takes, and it does not block
-        foreign-key checks of rows that reference users (refresh tokens being issued).
+        Not locked: callers decide the last-admin rule while holding the locks of those roles'
+        rows (see RoleRepository.lock_administrative), which every such decision takes first.
         """
         if not role_names:
             return []
@@ -74,7 +73,6 @@ class UserRepository:
             select(User.id, User.role)
             .where(User.role.in_(sorted(role_names)), User.is_active.is_(True))
             .order_by(User.id)
-            .with_for_update(key_share=True)
         )
         return [(row.id, row.role) for row in await self.session.execute(stmt)]
 
