@@ -70,7 +70,7 @@ async def test_register_creates_a_user_role_account(
     uuid.UUID(body["id"])
     row = (await db_conn.execute(select(User.id, User.role).where(User.email == email))).one()
     assert str(row.id) == body["id"]
-    assert row.role.value == "user"
+    assert row.role == "user"
 
 
 async def test_register_without_full_name(client: httpx.AsyncClient) -> None:

@@ -129,12 +129,14 @@ async def test_refusals_are_one_line_errors(
         cli("roles", "grant", "admin", "users:read", env=env),
         cli("roles", "assign", "nobody@example.com", "held", env=env),
         cli("roles", "revoke", "ops", "roles:manage", env=env),
+        cli("roles", "create", "long", "-d", "d" * 201, env=env),
     )
     expected = [
         ("invalid_role_name",),
         ("built_in_role", "admin"),
         ("no account", "nobody@example.com"),
         ("last_admin", "ops"),
+        ("description", "200"),
     ]
     for result, words in zip(results, expected, strict=True):
         one_line_error(result, *words)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from pydantic import TypeAdapter
+from pydantic import TypeAdapter, ValidationError
 
-from userapi.cli._common import one_line_errors, role_service, settings_with_database, user_service
+from userapi.cli._common import CliError, one_line_errors, role_service, settings_with_database, user_service
+from userapi.core.config import Settings
 from userapi.core.validation import Email
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ Permissions = Annotated[
 ]
 
 
-def _in_session(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+def _in_session(work: Callable[[AsyncSession, Settings], Awaitable[T]]) -> T:
     """Run `work` in one transaction on the configured (or embedded) database; commits on success."""
     from userapi.db.session import session_scope
 
@@ -37,9 +38,17 @@ def _in_session(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
 
     async def run() -> T:
         async with session_scope(settings) as session:
-            return await work(session)
+            return await work(session, settings)
 
     return asyncio.run(run())
+
+
+def _validated(kind: Any, value: str, what: str) -> str:
+    """`value` as the API would take it (NUL, length, format), else a one-line error naming `what`."""
+    try:
+        return str(TypeAdapter(kind).validate_python(value))
+    except ValidationError as exc:
+        raise CliError(f"{what} {exc.errors()[0]['msg'].removeprefix('Value error, ')}") from None
 
 
 def _summary(view: RoleView) -> str:
@@ -52,7 +61,7 @@ def _summary(view: RoleView) -> str:
 def list_roles() -> None:
     """Every role: name, accounts holding it, permissions (* marks a built-in role)."""
 
-    async def work(session: AsyncSession) -> list[RoleView]:
+    async def work(session: AsyncSession, settings: Settings) -> list[RoleView]:
         return await role_service(session).all_roles()
 
     views = _in_session(work)
@@ -70,7 +79,7 @@ def show(name: Annotated[str, typer.Argument(help="The role's name.")]) -> None:
     """One role: its description, holders and permissions, and the catalogue it draws from."""
     from userapi.roles.service import RoleService
 
-    async def work(session: AsyncSession) -> RoleView:
+    async def work(session: AsyncSession, settings: Settings) -> RoleView:
         return await role_service(session).get(name)
 
     view = _in_session(work)
@@ -95,10 +104,13 @@ def create(
     ] = None,
 ) -> None:
     """Create a custom role."""
+    from userapi.roles.schemas import RoleDescription
     from userapi.roles.service import Actor
 
-    async def work(session: AsyncSession) -> RoleView:
-        return await role_service(session).create(Actor.cli(), name, description, permission or [])
+    text = _validated(RoleDescription, description, "description")
+
+    async def work(session: AsyncSession, settings: Settings) -> RoleView:
+        return await role_service(session).create(Actor.cli(), name, text, permission or [])
 
     typer.echo(f"created {_summary(_in_session(work))}")
 
@@ -109,7 +121,7 @@ def grant(name: Annotated[str, typer.Argument(help="The role's name.")], permiss
     """Add permissions to a custom role; its holders get them on their next request."""
     from userapi.roles.service import Actor
 
-    async def work(session: AsyncSession) -> RoleView:
+    async def work(session: AsyncSession, settings: Settings) -> RoleView:
         return await role_service(session).grant(Actor.cli(), name, permissions)
 
     typer.echo(_summary(_in_session(work)))
@@ -121,7 +133,7 @@ def revoke(name: Annotated[str, typer.Argument(help="The role's name.")], permis
     """Remove permissions from a custom role; its holders lose them on their next request."""
     from userapi.roles.service import Actor
 
-    async def work(session: AsyncSession) -> RoleView:
+    async def work(session: AsyncSession, settings: Settings) -> RoleView:
         return await role_service(session).revoke(Actor.cli(), name, permissions)
 
     typer.echo(_summary(_in_session(work)))
@@ -134,16 +146,11 @@ def assign(
     role: Annotated[str, typer.Argument(help="The role to give it.")],
 ) -> None:
     """Give an account a role (the last-admin rule applies); it acts on the account's next request."""
-    from userapi.cli._common import CliError
     from userapi.roles.service import Actor
 
-    try:
-        address = TypeAdapter(Email).validate_python(email)
-    except ValueError:
-        raise CliError(f"{email!r} is not an email address") from None
-    settings = settings_with_database()
+    address = _validated(Email, email, "email")
 
-    async def work(session: AsyncSession) -> str:
+    async def work(session: AsyncSession, settings: Settings) -> str:
         users = user_service(session, settings)
         user = await users.get_by_email(address)
         if user is None:
