@@ -141,4 +141,4 @@ async def end_session(
 ) -> None:
     """Signs out one of the caller's sessions (say, a lost phone): its refresh and access tokens stop
     working. 404 when the id is not a session of the caller."""
-    await auth.end_session(current[0], session_id, client)
+    await auth.end_session(current.user, session_id, client)
