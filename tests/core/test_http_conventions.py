@@ -5,6 +5,7 @@ believed only from TRUSTED_PROXIES (in the app and in a real `userapi serve`).""
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -111,12 +112,26 @@ async def _end_session(client: httpx.AsyncClient, account: Account) -> tuple[str
     return "DELETE", f"{API}/auth/sessions/{sessions[0]['id']}", {"headers": account.headers}
 
 
+async def _end_user_sessions(client: httpx.AsyncClient, account: Account) -> tuple[str, str, dict[str, Any]]:
+    target = await register(client)
+    return "DELETE", f"{API}/users/{target['id']}/sessions", {"headers": account.headers}
+
+
+async def _delete_role(client: httpx.AsyncClient, account: Account) -> tuple[str, str, dict[str, Any]]:
+    name = f"probe-{uuid.uuid4().hex[:8]}"
+    created = await client.post(f"{API}/roles", json={"name": name, "permissions": []}, headers=account.headers)
+    assert created.status_code == 201, created.text
+    return "DELETE", f"{API}/roles/{name}", {"headers": account.headers}
+
+
 # Every 204 route, and how to make it answer 204 (the walk below fails when one is missing here).
 NO_CONTENT_ROUTES: dict[tuple[str, str], NoContentCall] = {
     ("POST", f"{API}/auth/logout"): _logout,
     ("POST", f"{API}/users/me/password"): _password,
     ("DELETE", f"{API}/users/{{user_id}}"): _delete_user,
     ("DELETE", f"{API}/auth/sessions/{{session_id}}"): _end_session,
+    ("DELETE", f"{API}/users/{{user_id}}/sessions"): _end_user_sessions,
+    ("DELETE", f"{API}/roles/{{name}}"): _delete_role,
 }
 
 

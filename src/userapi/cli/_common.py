@@ -59,8 +59,8 @@ def _expected_failure(exc: Exception) -> str | None:
         return describe_validation_error(exc)
     if isinstance(exc, CliError | ConfigError | EmbeddedPostgresError):
         return str(exc)
-    if isinstance(exc, AppError):  # a service's rule (a refused password, ...): its own words
-        return exc.detail
+    if isinstance(exc, AppError):  # a service's rule: the API's error code, then its own words
+        return f"{exc.code}: {exc.detail}"
     # Driver errors can only have been raised if the driver was imported: no import just to check.
     sa_exc = sys.modules.get("sqlalchemy.exc")
     if sa_exc is not None and isinstance(exc, sa_exc.DBAPIError):
