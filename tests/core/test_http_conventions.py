@@ -119,7 +119,9 @@ async def _end_user_sessions(client: httpx.AsyncClient, account: Account) -> tup
 
 async def _delete_role(client: httpx.AsyncClient, account: Account) -> tuple[str, str, dict[str, Any]]:
     name = f"probe-{uuid.uuid4().hex[:8]}"
-    created = await client.post(f"{API}/roles", json={"name": name, "permissions": []}, headers=account.headers)
+    created = await client.post(
+        f"{API}/roles", json={"name": name, "permissions": []}, headers=account.headers
+    )
     assert created.status_code == 201, created.text
     return "DELETE", f"{API}/roles/{name}", {"headers": account.headers}
 
