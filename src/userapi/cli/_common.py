@@ -52,6 +52,10 @@ def _expected_failure(exc: Exception) -> str | None:
         return describe_validation_error(exc)
     if isinstance(exc, CliError | ConfigError | EmbeddedPostgresError):
         return str(exc)
+    from userapi.core.exceptions import AppError
+
+    if isinstance(exc, AppError):  # a domain rule said no (unknown kid, rotation pending, ...)
+        return exc.detail
     # Driver errors can only have been raised if the driver was imported: no import just to check.
     sa_exc = sys.modules.get("sqlalchemy.exc")
     if sa_exc is not None and isinstance(exc, sa_exc.DBAPIError):
