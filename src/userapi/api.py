@@ -10,10 +10,11 @@ from userapi.auth.dependencies import get_current_user, require_roles
 from userapi.auth.router import public_router as auth_public
 from userapi.auth.router import router as auth_protected
 from userapi.users.constants import Role
+from userapi.keys.router import router as keys_router
 from userapi.users.router import router as users_router
 
 # Routes anyone may call.
-PUBLIC_ROUTERS: tuple[APIRouter, ...] = (health.router, auth_public)
+PUBLIC_ROUTERS: tuple[APIRouter, ...] = (health.router, auth_public, keys_router)
 # Everything else: each of these routers is included with the signed-in-user requirement
 # (deny by default; tests/auth/test_rbac.py walks every route to prove it).
 PROTECTED_ROUTERS: tuple[APIRouter, ...] = (users_router, auth_protected)

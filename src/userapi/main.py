@@ -14,15 +14,17 @@ from userapi import __version__
 from userapi.api import include_routes
 from userapi.core.config import Settings, get_settings
 from userapi.core.exception_handlers import install_exception_handlers
+from userapi.core.keyring import KeyRing
 from userapi.core.logging import configure_logging
 from userapi.core.metrics import track_pool
 from userapi.core.middleware import BodySizeLimit, RequestContext
 from userapi.core.openapi import install_openapi
 from userapi.core.runtime import Runtime
-from userapi.core.security import PasswordHasher, TokenCodec
+from userapi.core.security import PasswordHasher, TokenCodec, hmac_key_entry
 from userapi.core.throttle import Throttle
 from userapi.db.reads import ReadPool, bind_to_pool, create_pool
 from userapi.db.session import build_engine, build_sessionmaker
+from userapi.keys.service import key_loader
 
 
 def build_runtime(settings: Settings) -> Runtime:
@@ -31,13 +33,19 @@ def build_runtime(settings: Settings) -> Runtime:
     Built once per process: per-request construction would cost on every call.
     """
     engine = build_engine(settings)
+    keyring = KeyRing(
+        # Its own short transactions on the engine (never a request's): keys are shared state.
+        loader=key_loader(lambda: build_sessionmaker(engine), settings),
+        refresh_seconds=settings.keys_refresh_seconds,
+        fixed_signer=hmac_key_entry(settings.jwt_secret) if settings.jwt_algorithm == "HS256" else None,
+    )
     return Runtime(
         settings=settings,
         engine=engine,
         sessionmaker=build_sessionmaker(engine),
         reads=ReadPool(),  # bound to its pool by the lifespan (or to a test's connection)
         hasher=PasswordHasher(settings.bcrypt_rounds),
-        tokens=TokenCodec(settings),
+        tokens=TokenCodec(settings, keyring),
         throttle=Throttle(settings),
         trusted_proxies=tuple(ipaddress.ip_network(p, strict=False) for p in settings.trusted_proxies),
     )
@@ -53,6 +61,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         track_pool(runtime.engine)
         read_pool = await create_pool(settings)
         bind_to_pool(runtime.reads, read_pool, settings.db_pool_timeout)
+        # Start-up loads the key set (creating the first key if none can sign): a key that does
+        # not open with KEY_ENCRYPTION_SECRET stops the process here, not a request later.
+        await runtime.tokens.keys.load()
         warm_up = asyncio.create_task(runtime.hasher.warm_up())
         # What start-up made lives as long as the process: move it out of the collector's way,
         # so full collections stop walking it (they stalled requests ~75 ms under load).

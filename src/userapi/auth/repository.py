@@ -42,7 +42,13 @@ USER_FOR_REQUEST = f"""
 SELECT {_USER_SELECT_LIST},
        ($2::uuid IS NULL OR EXISTS (
            SELECT 1 FROM refresh_tokens t WHERE t.family_id = $2::uuid AND t.revoked_at IS NULL
-       )) AS live
+       )) AS live,
+       -- The signing key is still unretired: an emergency retire made by any process (the CLI)
+       -- refuses its tokens from the next request on, with no extra round trip (primary key).
+       ($3::text IS NULL OR EXISTS (
+           SELECT 1 FROM signing_keys k
+           WHERE k.kid = $3::text AND (k.retires_at IS NULL OR k.retires_at > statement_timestamp())
+       )) AS key_live
 FROM users u
 WHERE u.id = $1
 """
@@ -65,22 +71,23 @@ class CurrentUserRepository:
         self.reads = reads
 
     async def user_for_request(
-        self, user_id: uuid.UUID, session_id: uuid.UUID | None
-    ) -> tuple[User, bool] | None:
-        """The user row and whether the token's session is still live, in one round trip.
+        self, user_id: uuid.UUID, session_id: uuid.UUID | None, kid: str | None = None
+    ) -> tuple[User, bool, bool] | None:
+        """The user row and whether the token's session and signing key (`kid`, a stored key's)
+        are still live, in one round trip.
 
         Returned detached: routes that change the user attach it to their session first.
         """
-        row = await self.reads.fetchrow(USER_FOR_REQUEST, user_id, session_id)
+        row = await self.reads.fetchrow(USER_FOR_REQUEST, user_id, session_id, kid)
         if row is None:
             return None
         values = dict(row)
-        live = values.pop("live")
+        live, key_live = values.pop("live"), values.pop("key_live")
         for key, enum_class in _USER_ENUMS.items():
             values[key] = enum_class(values[key])
         user = User(**values)
         make_transient_to_detached(user)  # as if loaded: later changes are tracked as updates
-        return user, bool(live)
+        return user, bool(live), bool(key_live)
 
 
 class AuthRepository:

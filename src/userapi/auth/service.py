@@ -25,6 +25,7 @@ from userapi.core.security import (
     AccessClaims,
     PasswordHasher,
     TokenCodec,
+    UnknownKeyId,
     new_opaque_token,
     opaque_token_hash,
 )
@@ -50,11 +51,23 @@ class Authenticator:
 
     async def authenticate(self, access_token: str) -> tuple[User, AccessClaims]:
         """The user behind an access token, read from the database. Raises InvalidToken."""
-        claims = self.tokens.decode_access(access_token)
-        found = await self.users.user_for_request(claims.user_id, claims.session_id)
+        await self.tokens.keys.maybe_refresh()  # one clock read unless the interval has passed
+        try:
+            claims = self.tokens.decode_access(access_token)
+        except UnknownKeyId:
+            # Maybe a key another process created a moment ago (rate-limited reload), else 401.
+            if not await self.tokens.keys.reload_soon():
+                raise
+            claims = self.tokens.decode_access(access_token)
+        found = await self.users.user_for_request(claims.user_id, claims.session_id, claims.stored_kid)
         if found is None:
             raise InvalidToken("The account no longer exists")
-        user, session_live = found
+        user, session_live, key_live = found
+        if not key_live:
+            # Retired elsewhere (`userapi keys retire`): reload now, so this process stops
+            # signing with it too, rather than at its next periodic reload.
+            await self.tokens.keys.reload_soon()
+            raise InvalidToken("The access token is signed with a retired key")
         if not user.is_active:
             raise InvalidToken("The account is deactivated")
         if user.token_version != claims.token_version or not session_live:
@@ -214,6 +227,7 @@ class AuthService:
             user_agent=client.user_agent,
             ip=client.ip,
         )
-        access = self.tokens.encode_access(user.id, user.token_version, family_id)
+        await self.tokens.keys.maybe_refresh()
+        access = self.tokens.encode_access(user.id, user.token_version, family_id, user.role.value)
         pair = TokenPair(access_token=access, refresh_token=raw, expires_in=self.tokens.ttl_seconds)
         return pair, stored

@@ -9,9 +9,25 @@ from typing import Annotated
 import typer
 
 from userapi.cli._common import one_line_errors, settings_with_database
+from userapi.core.config import Settings
 from userapi.keys.constants import StoredKeyAlgorithm
 
 app = typer.Typer(no_args_is_help=True, help="Signing keys: list, rotate, retire (JWKS, RFC 7517).")
+
+
+async def prepare_signing_keys(settings: Settings) -> str:
+    """Create the first key when none can sign (under the keys advisory lock), then open every
+    stored key once: a wrong KEY_ENCRYPTION_SECRET stops here as one line (KeyMaterialUnreadable)."""
+    from userapi.db.session import session_scope
+    from userapi.keys.service import KeyService
+
+    async with session_scope(settings) as session:
+        keys = KeyService.build(session, settings)
+        created = None if settings.jwt_algorithm == "HS256" else await keys.ensure_signing_key()
+        entries = await keys.entries(strict=True)
+    if created is not None:
+        return f"signing key {created.kid} ({created.algorithm}) created"
+    return f"signing keys ready ({len(entries)} published)"
 
 
 def _when(moment: datetime | None) -> str:

@@ -79,7 +79,7 @@ class Settings(BaseSettings):
     # RS256 by default: the cheapest asymmetric verification measured here and the one algorithm
     # every JWT library and gateway verifies (bench/jwt_algorithms.py, README). HS256: existing
     # installs, signed with JWT_SECRET and verifiable only by holders of that secret.
-    jwt_algorithm: Literal["EdDSA", "ES256", "RS256", "HS256"] = "HS256"
+    jwt_algorithm: Literal["EdDSA", "ES256", "RS256", "HS256"] = "RS256"
     jwt_issuer: str = "userapi"
     jwt_audience: str = "userapi"
     access_token_ttl_seconds: int = Field(default=900, ge=30)

@@ -104,12 +104,15 @@ class KeyRing:
 
     async def load(self) -> None:
         """Reload now. Raises whatever the loader raises (start-up turns it into one line)."""
+        async with self._lock:
+            await self._load_unlocked()
+
+    async def _load_unlocked(self) -> None:
         if self.loader is None:
             self._loaded_at = time.monotonic()
             self._next_refresh = float("inf")
             return
-        async with self._lock:
-            self.replace(await self.loader())
+        self.replace(await self.loader())
 
     async def maybe_refresh(self) -> None:
         """Reload when the interval has passed (one caller reloads, the others keep the current set).
@@ -121,7 +124,9 @@ class KeyRing:
         if now < self._next_refresh:
             return
         if self._loaded_at is None:
-            await self.load()
+            async with self._lock:  # the first load: everyone waits for it, one caller does it
+                if self._loaded_at is None:
+                    await self._load_unlocked()
             return
         if self._lock.locked():
             return
@@ -131,8 +136,9 @@ class KeyRing:
             self._next_refresh = now + RETRY_AFTER_FAILURE_SECONDS
             logger.warning("signing keys not reloaded (%s); keeping the current set", type(exc).__name__)
 
-    async def reload_for_unknown_kid(self) -> bool:
-        """Reload because a token named a kid this process has not seen; False when rate-limited."""
+    async def reload_soon(self) -> bool:
+        """Reload because a token named a kid this process has not seen (or one retired elsewhere);
+        False when rate-limited or failed."""
         now = time.monotonic()
         if self.loader is None or now - self._last_unknown_reload < UNKNOWN_KID_RELOAD_SECONDS:
             return False

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from userapi.core.config import Settings
 from userapi.core.crypto import AtRestCipher, SealedDataError
-from userapi.core.keyring import KeyEntry
+from userapi.core.keyring import KeyEntry, Loader
 from userapi.keys.constants import RETIRE_LEEWAY_SECONDS, SEALED_KEY_PURPOSE, KeyState
 from userapi.keys.exceptions import KeyAlreadyRetired, KeyMaterialUnreadable, KeyNotFound, RotationPending
 from userapi.keys.material import (
@@ -257,3 +258,26 @@ class KeyService:
     async def _record(self, event: str, key: SigningKey, **detail: str) -> None:
         if self.events is not None:
             await self.events.key_changed(event, key.kid, algorithm=key.algorithm, **detail)
+
+
+def key_loader(sessions: Callable[[], async_sessionmaker[AsyncSession]], settings: Settings) -> Loader:
+    """The key ring's loader: reads the unretired keys in a short transaction of its own.
+
+    The first call is the process's start: it creates the first key when none can sign (not in
+    HS256 mode, which signs with JWT_SECRET) and refuses keys that do not open (one clear
+    KeyMaterialUnreadable). Later calls (periodic reloads) keep such keys for verification only.
+    `sessions` is called each time, so tests can point the app at their own sessionmaker.
+    """
+    started = False
+
+    async def load() -> list[KeyEntry]:
+        nonlocal started
+        async with sessions()() as session, session.begin():
+            keys = KeyService.build(session, settings)
+            if not started and settings.jwt_algorithm != "HS256":
+                await keys.ensure_signing_key()
+            entries = await keys.entries(strict=not started)
+        started = True
+        return entries
+
+    return load
