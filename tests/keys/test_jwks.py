@@ -235,9 +235,10 @@ async def test_a_token_of_another_real_key_with_a_swapped_kid_is_401(
     """Two published keys: a token signed by one and naming the other fails (kid pins the key)."""
     maker = async_sessionmaker(bind=db_conn, expire_on_commit=False, join_transaction_mode="create_savepoint")
     async with maker() as session:
-        pending = await KeyService.build(session, settings).rotate()
-        await session.commit()  # releases the savepoint; the outer transaction still rolls back
-    await app.state.runtime.tokens.keys.load()
+        keys = KeyService.build(session, settings)
+        pending = await keys.rotate()
+        # The app's loader reads committed keys; hand it this transaction's set directly.
+        app.state.runtime.tokens.keys.replace(await keys.entries(strict=True))
     assert app.state.runtime.tokens.keys.verifier(pending.kid) is not None, "both keys are held"
     token = user["tokens"]["access_token"]
     _, payload, signature = token.split(".")
@@ -247,18 +248,22 @@ async def test_a_token_of_another_real_key_with_a_swapped_kid_is_401(
 
 
 async def test_retired_key_is_refused_at_once(
-    client: httpx.AsyncClient, user: Account, db_conn: AsyncConnection, settings: Settings
+    app: FastAPI, client: httpx.AsyncClient, user: Account, db_conn: AsyncConnection, settings: Settings
 ) -> None:
     """No reload needed: the per-request statement checks the token's key is unretired."""
     token = user["tokens"]["access_token"]
     maker = async_sessionmaker(bind=db_conn, expire_on_commit=False, join_transaction_mode="create_savepoint")
     async with maker() as session:
-        await KeyService.build(session, settings).retire(header_of(token)["kid"])
+        keys = KeyService.build(session, settings)
+        await keys.retire(header_of(token)["kid"])
         await session.commit()  # releases the savepoint; the outer transaction still rolls back
+        retired_set = await keys.entries(strict=True)
     response = await client.get(ME, headers=bearer(token))
     assert_invalid_token(response)
     assert "retired" in response.json()["detail"]
-    # A fresh login signs with the replacement and works.
+    # A fresh login signs with the replacement and works (the app's loader reads committed keys
+    # only; this transaction's set is handed to it).
+    app.state.runtime.tokens.keys.replace(retired_set)
     fresh = await make_account(client)
     assert header_of(fresh["tokens"]["access_token"])["kid"] != header_of(token)["kid"]
     assert (await client.get(ME, headers=fresh.headers)).status_code == 200

@@ -130,10 +130,8 @@ def test_rotation_under_traffic_and_retire_seen_by_another_process(empty_databas
         assert me(b, leaked).status_code == 200
         out = run_cli("keys", "retire", new_kid, env=env)
         assert f"retired {new_kid}" in out
-        started = time.monotonic()
-        refused = me(b, leaked)
+        refused = me(b, leaked)  # the very next request: the per-request statement checks the kid
         assert refused.status_code == 401, refused.text
-        assert time.monotonic() - started < 1.0  # the next request, no refresh interval waited
         assert me(a, leaked).status_code == 401
         # b reloaded when it saw the retired kid: no longer published either.
         assert new_kid not in httpx.get(b + JWKS, timeout=30).text
