@@ -9,8 +9,8 @@ from userapi.audit.router import router as audit_router
 from userapi.auth.dependencies import get_current_user, require_roles
 from userapi.auth.router import public_router as auth_public
 from userapi.auth.router import router as auth_protected
-from userapi.users.constants import Role
 from userapi.keys.router import router as keys_router
+from userapi.users.constants import Role
 from userapi.users.router import router as users_router
 
 # Routes anyone may call.

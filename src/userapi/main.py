@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from userapi import __version__
 from userapi.api import include_routes
@@ -27,25 +28,30 @@ from userapi.db.session import build_engine, build_sessionmaker
 from userapi.keys.service import key_loader
 
 
-def build_runtime(settings: Settings) -> Runtime:
-    """The process runtime for `settings`; no connection is opened until a request needs one.
-
-    Built once per process: per-request construction would cost on every call.
-    """
-    engine = build_engine(settings)
+def build_token_codec(settings: Settings, engine: AsyncEngine) -> TokenCodec:
+    """The access-token codec over a key ring that loads from `engine` (tests pass their own)."""
     keyring = KeyRing(
         # Its own short transactions on the engine (never a request's): keys are shared state.
         loader=key_loader(lambda: build_sessionmaker(engine), settings),
         refresh_seconds=settings.keys_refresh_seconds,
         fixed_signer=hmac_key_entry(settings.jwt_secret) if settings.jwt_algorithm == "HS256" else None,
     )
+    return TokenCodec(settings, keyring)
+
+
+def build_runtime(settings: Settings) -> Runtime:
+    """The process runtime for `settings`; no connection is opened until a request needs one.
+
+    Built once per process: per-request construction would cost on every call.
+    """
+    engine = build_engine(settings)
     return Runtime(
         settings=settings,
         engine=engine,
         sessionmaker=build_sessionmaker(engine),
         reads=ReadPool(),  # bound to its pool by the lifespan (or to a test's connection)
         hasher=PasswordHasher(settings.bcrypt_rounds),
-        tokens=TokenCodec(settings, keyring),
+        tokens=build_token_codec(settings, engine),
         throttle=Throttle(settings),
         trusted_proxies=tuple(ipaddress.ip_network(p, strict=False) for p in settings.trusted_proxies),
     )

@@ -44,8 +44,9 @@ async def test_the_user_for_a_request_is_fully_loaded(
     bind_to_connection(reads, db_conn)
     found = await CurrentUserRepository(reads).user_for_request(uuid.UUID(user["id"]), None)
     assert found is not None
-    loaded, live = found
+    loaded, live, key_live = found
     assert live is True
+    assert key_live is True
     # No attribute left unloaded: touching one later would be a lazy load outside any session.
     assert sa_inspect(loaded).unloaded == set()
     assert loaded.email == user["email"]

@@ -13,7 +13,7 @@ import pytest
 from fastapi import FastAPI
 from pydantic import ValidationError
 
-from tests.fixtures.app import Account, make_account
+from tests.fixtures.app import Account, make_account, runtime_of
 from tests.fixtures.helpers import API, PASSWORD, TEST_SECRET, assert_problem, bearer, run_cli, server_env
 from userapi.core.config import Settings
 from userapi.core.keyring import KeyEntry
@@ -156,7 +156,7 @@ async def test_login_malformed_email_is_the_same_401(client: httpx.AsyncClient) 
 @pytest.fixture
 async def good_claims(app: FastAPI, user: Account) -> dict[str, Any]:
     """The claims of a real access token, to be altered and re-signed by each attack."""
-    _SIGNER["current"] = app.state.runtime.tokens.keys.signer()
+    _SIGNER["current"] = runtime_of(app).tokens.keys.signer()
     return claims_of(user["tokens"]["access_token"])
 
 
@@ -320,3 +320,4 @@ def test_serve_refuses_a_short_key_in_production(database_url: str) -> None:
     assert "JWT_SECRET" in lines[0]
     assert "Traceback" not in result.stderr + result.stdout
     assert "userapi: API" not in result.stdout  # it never got as far as serving
+

@@ -17,7 +17,7 @@ from joserfc import jwt as jose_jwt
 from joserfc.jwk import KeySet
 from sqlalchemy.ext.asyncio import AsyncConnection, async_sessionmaker
 
-from tests.fixtures.app import Account, build_test_app, make_account
+from tests.fixtures.app import Account, build_test_app, make_account, runtime_of
 from tests.fixtures.helpers import API, TEST_SECRET, assert_problem, bearer, make_settings
 from userapi.core.config import Settings
 from userapi.keys.service import KeyService
@@ -211,7 +211,7 @@ async def test_odd_kids_are_401_never_500(
 async def test_unknown_kids_reload_the_key_set_at_most_once_a_second(
     app: FastAPI, client: httpx.AsyncClient, user: Account
 ) -> None:
-    keyring = app.state.runtime.tokens.keys
+    keyring = runtime_of(app).tokens.keys
     calls = 0
     loader = keyring.loader
 
@@ -238,8 +238,8 @@ async def test_a_token_of_another_real_key_with_a_swapped_kid_is_401(
         keys = KeyService.build(session, settings)
         pending = await keys.rotate()
         # The app's loader reads committed keys; hand it this transaction's set directly.
-        app.state.runtime.tokens.keys.replace(await keys.entries(strict=True))
-    assert app.state.runtime.tokens.keys.verifier(pending.kid) is not None, "both keys are held"
+        runtime_of(app).tokens.keys.replace(await keys.entries(strict=True))
+    assert runtime_of(app).tokens.keys.verifier(pending.kid) is not None, "both keys are held"
     token = user["tokens"]["access_token"]
     _, payload, signature = token.split(".")
     swapped = f"{b64url_json({**header_of(token), 'kid': pending.kid})}.{payload}.{signature}"
@@ -263,7 +263,7 @@ async def test_retired_key_is_refused_at_once(
     assert "retired" in response.json()["detail"]
     # A fresh login signs with the replacement and works (the app's loader reads committed keys
     # only; this transaction's set is handed to it).
-    app.state.runtime.tokens.keys.replace(retired_set)
+    runtime_of(app).tokens.keys.replace(retired_set)
     fresh = await make_account(client)
     assert header_of(fresh["tokens"]["access_token"])["kid"] != header_of(token)["kid"]
     assert (await client.get(ME, headers=fresh.headers)).status_code == 200

@@ -19,9 +19,9 @@ from sqlalchemy.pool import NullPool
 from userapi.audit import models as audit_models  # noqa: F401
 from userapi.auth import models as auth_models  # noqa: F401
 from userapi.core.config import get_settings
-from userapi.keys import models as keys_models  # noqa: F401
 from userapi.db.base import Base
 from userapi.db.migrate import MIGRATION_LOCK_KEY
+from userapi.keys import models as keys_models  # noqa: F401
 from userapi.users import models as users_models  # noqa: F401
 
 config = context.config
