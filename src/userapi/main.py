@@ -79,6 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             warm_up.cancel()
+            await runtime.tokens.keys.aclose()
             await read_pool.close()
             await runtime.engine.dispose()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import logging
 import time
@@ -71,8 +72,9 @@ class KeyRing:
 
     Signing takes the newest activated, unretired key this process can sign with (or the fixed
     HMAC key in HS256 mode). Verification looks the token's kid up in memory: no database access
-    per request. Rotation made by another process is seen within `refresh_seconds`; a kid never
-    seen triggers a reload at once (rate-limited to one per UNKNOWN_KID_RELOAD_SECONDS). Times of
+    per request. Rotation made by another process is seen within `refresh_seconds` plus one reload
+    (run in the background, started by the first request past the interval); a kid never seen
+    triggers a reload at once (rate-limited to one per UNKNOWN_KID_RELOAD_SECONDS). Times of
     activation and retirement are read from the entries at each call, so a scheduled switch or
     retirement happens on time on every process without a reload.
     """
@@ -85,6 +87,7 @@ class KeyRing:
     _next_refresh: float = 0.0  # monotonic
     _last_unknown_reload: float = float("-inf")
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _refresh: asyncio.Task[None] | None = None
     _published: _Published = field(default_factory=_Published)
 
     def __post_init__(self) -> None:
@@ -115,26 +118,45 @@ class KeyRing:
         self.replace(await self.loader())
 
     async def maybe_refresh(self) -> None:
-        """Reload when the interval has passed (one caller reloads, the others keep the current set).
+        """Start a reload when the interval has passed; never makes a request wait for one.
 
-        Cheap when fresh: one clock read. A failed reload keeps the current set and is retried
-        after RETRY_AFTER_FAILURE_SECONDS; with no set loaded yet, the failure propagates.
+        Cheap when fresh: one clock read. The periodic reload runs as a background task while
+        requests go on with the current set (a reload waits for a pooled connection: on the
+        request path it would add that wait to requests exactly when the pool is busiest). A failed
+        reload keeps the current set and is retried after RETRY_AFTER_FAILURE_SECONDS. Only the
+        very first load, with no set at all, is awaited (start-up normally did it already), and
+        its failure propagates.
         """
-        now = time.monotonic()
-        if now < self._next_refresh:
+        if time.monotonic() < self._next_refresh:
             return
         if self._loaded_at is None:
             async with self._lock:  # the first load: everyone waits for it, one caller does it
                 if self._loaded_at is None:
                     await self._load_unlocked()
             return
-        if self._lock.locked():
+        self.refresh_in_background()
+
+    def refresh_in_background(self) -> None:
+        """Schedule one reload (none if one is running); errors are logged, never raised."""
+        if self._refresh is not None and not self._refresh.done():
             return
+        # Not again until this one ends (it sets the next time itself).
+        self._next_refresh = float("inf")
+        self._refresh = asyncio.get_running_loop().create_task(self._background_reload())
+
+    async def _background_reload(self) -> None:
         try:
             await self.load()
         except Exception as exc:  # keep serving with the keys we have; say so once per attempt
-            self._next_refresh = now + RETRY_AFTER_FAILURE_SECONDS
+            self._next_refresh = time.monotonic() + RETRY_AFTER_FAILURE_SECONDS
             logger.warning("signing keys not reloaded (%s); keeping the current set", type(exc).__name__)
+
+    async def aclose(self) -> None:
+        """Cancel a reload in progress (shutdown)."""
+        if self._refresh is not None and not self._refresh.done():
+            self._refresh.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresh
 
     async def reload_soon(self) -> bool:
         """Reload because a token named a kid this process has not seen (or one retired elsewhere);
