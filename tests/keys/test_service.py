@@ -9,9 +9,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from joserfc import jwk as jose_jwk
 from pydantic import SecretStr
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
+from userapi.audit.constants import EventType
+from userapi.audit.models import AuthEvent
+from userapi.core.config import Settings
 from userapi.core.crypto import AtRestCipher
 from userapi.keys.constants import SEALED_KEY_PURPOSE, KeyState
 from userapi.keys.exceptions import KeyAlreadyRetired, KeyMaterialUnreadable, KeyNotFound, RotationPending
@@ -178,3 +181,26 @@ async def test_concurrent_first_start_creates_one_key(engine: AsyncEngine) -> No
     finally:
         async with engine.begin() as conn:
             await conn.execute(text("DELETE FROM signing_keys"))
+
+
+async def test_every_key_change_is_in_the_audit_trail(session: AsyncSession, settings: Settings) -> None:
+    """First key, rotation and emergency retire each write one event naming the kid, no key material."""
+    keys = KeyService.build(session, settings)
+    first = await keys.ensure_signing_key(T0)
+    assert first is not None
+    pending = await keys.rotate(now=T0 + timedelta(seconds=1))
+    await keys.retire(first.kid, now=T0 + timedelta(seconds=2))
+    rows = (
+        await session.execute(
+            select(AuthEvent.type, AuthEvent.detail, AuthEvent.user_id)
+            .where(AuthEvent.detail["kid"].astext.in_([first.kid, pending.kid]))
+            .order_by(AuthEvent.id)
+        )
+    ).all()
+    assert [(r.type, r.detail["kid"]) for r in rows] == [
+        (EventType.signing_key_created, first.kid),
+        (EventType.signing_key_rotated, pending.kid),
+        (EventType.signing_key_retired, first.kid),
+    ]
+    assert all(r.user_id is None and r.detail["algorithm"] == "RS256" for r in rows)
+    assert not PRIVATE_MEMBERS & set().union(*(r.detail.keys() for r in rows))

@@ -21,3 +21,6 @@ class EventType(enum.StrEnum):
     user_reactivated = "user_reactivated"
     user_created = "user_created"
     user_deleted = "user_deleted"
+    signing_key_created = "signing_key_created"
+    signing_key_rotated = "signing_key_rotated"
+    signing_key_retired = "signing_key_retired"

@@ -6,10 +6,11 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from userapi.audit.constants import EventType
+from userapi.audit.service import AuditService
 from userapi.core.config import Settings
 from userapi.core.crypto import AtRestCipher, SealedDataError
 from userapi.core.keyring import KeyEntry, Loader
@@ -31,12 +32,6 @@ logger = logging.getLogger(__name__)
 def key_cipher(settings: Settings) -> AtRestCipher:
     """The at-rest cipher for private signing keys (HKDF purpose "signing-key")."""
     return AtRestCipher(settings.key_encryption_secret, SEALED_KEY_PURPOSE)
-
-
-class KeyEvents(Protocol):
-    """Where key changes are recorded (the audit trail); injected, so keys imports no other domain."""
-
-    async def key_changed(self, event: str, kid: str, **detail: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -109,20 +104,24 @@ class KeyService:
         repository: SigningKeyRepository,
         cipher: AtRestCipher,
         policy: KeyPolicy,
-        events: KeyEvents | None = None,
+        audit: AuditService | None = None,
     ) -> None:
         if cipher.purpose != SEALED_KEY_PURPOSE:
             raise ValueError(f"signing keys are sealed with the {SEALED_KEY_PURPOSE!r} cipher")
         self.repository = repository
         self.cipher = cipher
         self.policy = policy
-        self.events = events
+        self.audit = audit
 
     @classmethod
-    def build(cls, session: AsyncSession, settings: Settings, events: KeyEvents | None = None) -> KeyService:
-        """The service on a session, with the cipher and policy from settings."""
+    def build(cls, session: AsyncSession, settings: Settings) -> KeyService:
+        """The service on a session, with the cipher and policy from settings; every change is
+        recorded in the audit trail in the same transaction (OWASP ASVS V7.2)."""
         return cls(
-            SigningKeyRepository(session), key_cipher(settings), KeyPolicy.from_settings(settings), events
+            SigningKeyRepository(session),
+            key_cipher(settings),
+            KeyPolicy.from_settings(settings),
+            AuditService.for_session(session),
         )
 
     async def ensure_signing_key(self, now: datetime | None = None) -> SigningKey | None:
@@ -133,7 +132,7 @@ class KeyService:
         if _signer(keys, now) is not None:
             return None
         key = await self._create(now, activates_at=now, algorithm=self.policy.algorithm)
-        await self._record("signing_key_created", key, reason="first")
+        await self._record(EventType.signing_key_created, key, reason="first")
         return key
 
     async def rotate(self, algorithm: str | None = None, now: datetime | None = None) -> SigningKey:
@@ -158,7 +157,7 @@ class KeyService:
                 key.retire_reason = "rotated"
         await self.repository.destroy_retired_material(now)
         await self.repository.flush()
-        await self._record("signing_key_rotated", new, activates_at=new.activates_at.isoformat())
+        await self._record(EventType.signing_key_rotated, new, activates_at=new.activates_at.isoformat())
         return new
 
     async def retire(self, kid: str, now: datetime | None = None) -> SigningKey | None:
@@ -180,7 +179,7 @@ class KeyService:
             key.activates_at = now
         key.retires_at, key.retire_reason, key.private_key = now, "emergency", None
         await self.repository.flush()
-        await self._record("signing_key_retired", key, reason="emergency")
+        await self._record(EventType.signing_key_retired, key, reason="emergency")
         if not was_signer:
             return None
         pending = [k for k in keys if k.activates_at > now and not _retired(k, now)]
@@ -190,7 +189,7 @@ class KeyService:
             await self.repository.flush()
             return replacement
         replacement = await self._create(now, activates_at=now, algorithm=self.policy.algorithm)
-        await self._record("signing_key_created", replacement, reason="replaces_retired")
+        await self._record(EventType.signing_key_created, replacement, reason="replaces_retired")
         return replacement
 
     async def overview(self, now: datetime | None = None) -> list[KeyView]:
@@ -255,9 +254,11 @@ class KeyService:
         )
         return await self.repository.add(key)
 
-    async def _record(self, event: str, key: SigningKey, **detail: str) -> None:
-        if self.events is not None:
-            await self.events.key_changed(event, key.kid, algorithm=key.algorithm, **detail)
+    async def _record(self, event: EventType, key: SigningKey, **detail: str) -> None:
+        # Key changes are made by operators (the CLI, start-up), never on behalf of a user.
+        if self.audit is not None:
+            detail = {"kid": key.kid, "algorithm": key.algorithm, **detail}
+            await self.audit.record(event, user_id=None, client=None, actor_id=None, **detail)
 
 
 def key_loader(sessions: Callable[[], async_sessionmaker[AsyncSession]], settings: Settings) -> Loader:
