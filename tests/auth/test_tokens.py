@@ -5,18 +5,20 @@ from __future__ import annotations
 import base64
 import json
 import time
+import uuid
 from typing import Any
 
 import httpx
 import jwt
 import pytest
 from fastapi import FastAPI
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from tests.fixtures.app import Account, make_account, runtime_of
 from tests.fixtures.helpers import API, PASSWORD, TEST_SECRET, assert_problem, bearer, run_cli, server_env
 from userapi.core.config import Settings
-from userapi.core.keyring import KeyEntry
+from userapi.core.keyring import KeyEntry, KeyRing
+from userapi.core.security import TokenCodec, hmac_key_entry
 
 ME = f"{API}/users/me"
 TOKEN_KEYS = {"access_token", "refresh_token", "token_type", "expires_in"}
@@ -321,3 +323,21 @@ def test_serve_refuses_a_short_key_in_production(database_url: str) -> None:
     assert "Traceback" not in result.stderr + result.stdout
     assert "userapi: API" not in result.stdout  # it never got as far as serving
 
+
+def test_extra_claims_reach_the_token_but_never_replace_the_codec_s_own(settings: Settings) -> None:
+    """Other features add claims (permissions, amr) through one argument; sub/exp/role... stay ours."""
+    codec = TokenCodec(
+        settings,
+        KeyRing(loader=None, refresh_seconds=30, fixed_signer=hmac_key_entry(SecretStr(TEST_SECRET))),
+    )
+    user_id = uuid.uuid4()
+    token = codec.encode_access(
+        user_id, 0, role="user", extra_claims={"permissions": ["users:read"], "amr": ["pwd"]}
+    )
+    claims = jwt.decode(token, TEST_SECRET, algorithms=["HS256"], audience=settings.jwt_audience)
+    assert claims["permissions"] == ["users:read"]
+    assert claims["amr"] == ["pwd"]
+    assert codec.decode_access(token).user_id == user_id
+    for claim in ("sub", "exp", "role", "iss"):
+        with pytest.raises(ValueError, match=claim):
+            codec.encode_access(user_id, 0, extra_claims={claim: "forged"})

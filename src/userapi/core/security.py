@@ -8,6 +8,7 @@ import hmac
 import secrets
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,6 +101,8 @@ class UnknownKeyId(InvalidToken):
 # `x5u`, `x5c` would name a key chosen by the sender, and `crit` demands extensions we do not
 # implement (RFC 7515 section 4.1.11).
 _ALLOWED_HEADER = frozenset({"alg", "kid", "typ"})
+# Claims only the codec sets, whether or not this token carries them (extra claims cannot add them).
+_RESERVED_CLAIMS = frozenset({"sub", "iat", "exp", "nbf", "jti", "iss", "aud", "typ", "ver", "sid", "role"})
 
 
 def hmac_key_entry(secret: SecretStr) -> KeyEntry:
@@ -134,9 +137,14 @@ class TokenCodec:
         token_version: int,
         session_id: uuid.UUID | None = None,
         role: str | None = None,
+        extra_claims: Mapping[str, Any] | None = None,
     ) -> str:
-        """A signed access token. `role` is information for other services; userapi itself reads
-        the stored role on every request. Raises NoSigningKey."""
+        """A signed access token (RFC 7519), its signing key named by `kid`.
+
+        `role` and `extra_claims` (e.g. `permissions`, `amr`) are information for other services;
+        userapi itself reads the stored account on every request. Extra claims must be JSON values
+        and may not replace a claim the codec sets (ValueError). Raises NoSigningKey.
+        """
         signer = self.keys.signer()
         assert signer.signing_key is not None  # signer() only returns keys this process can sign with
         now = int(time.time())
@@ -154,6 +162,10 @@ class TokenCodec:
             claims["sid"] = str(session_id)
         if role is not None:
             claims["role"] = role
+        if extra_claims:
+            if clash := claims.keys() & extra_claims.keys() | _RESERVED_CLAIMS & extra_claims.keys():
+                raise ValueError(f"extra claims may not replace {sorted(clash)}")
+            claims.update(extra_claims)
         return jwt.encode(claims, signer.signing_key, algorithm=signer.algorithm, headers={"kid": signer.kid})
 
     def _key_for(self, token: str) -> KeyEntry:
