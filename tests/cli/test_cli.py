@@ -60,6 +60,8 @@ def test_serve_refuses_a_database_behind_head_and_migrate_fixes_it(empty_databas
     assert "applied 0002" in full.stdout
     assert "applied 0003" in full.stdout
     assert "applied 0005" in full.stdout
+    assert "signing key" in full.stdout, "migrate to head creates the first signing key"
+    assert "created" in full.stdout
     down = run_cli("downgrade", env=env)
     assert down.returncode == 0, down.stderr
     assert "reverted 0005" in down.stdout
