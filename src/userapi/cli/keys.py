@@ -94,7 +94,8 @@ def rotate(
     typer.echo(asyncio.run(run()))
 
 
-@app.command()
+# A kid is base64url: it may start with "-", which must not be read as an option.
+@app.command(context_settings={"ignore_unknown_options": True})
 @one_line_errors
 def retire(kid: Annotated[str, typer.Argument(help="The kid to retire (see `userapi keys list`).")]) -> None:
     """Retire a key now (a leaked key): tokens it signed are refused from the next request on."""

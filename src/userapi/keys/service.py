@@ -126,8 +126,10 @@ class KeyService:
 
     async def ensure_signing_key(self, now: datetime | None = None) -> SigningKey | None:
         """Create the first key (active at once) when no key can sign; returns it, or None."""
-        now = now or datetime.now(UTC)
         await self.repository.lock()
+        # Read after the lock: a time taken before it can precede the activation of a key another
+        # process created meanwhile, which would then look not yet active (and get a twin).
+        now = now or datetime.now(UTC)
         keys = await self.repository.all()
         if _signer(keys, now) is not None:
             return None
@@ -140,8 +142,8 @@ class KeyService:
 
         Raises RotationPending when a published key has not started signing yet.
         """
-        now = now or datetime.now(UTC)
         await self.repository.lock()
+        now = now or datetime.now(UTC)  # after the lock (see ensure_signing_key)
         keys = await self.repository.all()
         if pending := [k for k in keys if k.activates_at > now and not _retired(k, now)]:
             raise RotationPending(
@@ -166,8 +168,8 @@ class KeyService:
         When it was the signing key, the pending key (if any) signs from now on, else a new key
         is created that signs at once; that key is returned. Raises KeyNotFound, KeyAlreadyRetired.
         """
-        now = now or datetime.now(UTC)
         await self.repository.lock()
+        now = now or datetime.now(UTC)  # after the lock (see ensure_signing_key)
         keys = await self.repository.all()
         key = next((k for k in keys if k.kid == kid), None)
         if key is None:
