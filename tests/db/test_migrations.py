@@ -107,7 +107,7 @@ async def test_history_times_each_revision_when_it_ran(empty_database_url: str) 
     finally:
         await conn.close()
     times = [r["executed_at"] for r in rows]
-    assert len(times) == len(set(times)) == 3, times
+    assert len(times) == len(set(times)) >= 3, times  # every revision, each at its own moment
     assert times == sorted(times), f"executed_at not increasing in revision order: {rows}"
 
 
