@@ -50,6 +50,7 @@ test: lint typecheck pytest
 
 # Load scenarios against a bare-ASGI floor (bench/README.md); BENCH_ARGS=--quick for a smoke run.
 bench: install
+	$(RUN) python -m bench.jwt_algorithms
 	$(RUN) python -m bench.run $(BENCH_ARGS)
 
 # Mixed load for SOAK_SECONDS (300) against SOAK_WORKERS (2) workers; fails on unexpected statuses,

@@ -9,6 +9,7 @@ from userapi.audit.router import router as audit_router
 from userapi.auth.dependencies import get_current_user
 from userapi.auth.router import public_router as auth_public
 from userapi.auth.router import router as auth_protected
+from userapi.keys.router import router as keys_router
 from userapi.roles.constants import Permission
 from userapi.roles.dependencies import require_permission
 from userapi.roles.router import router as roles_router
@@ -36,11 +37,16 @@ OPENAPI_TAGS: list[dict[str, str]] = [
         "name": "audit",
         "description": "The audit trail of authentication and administration events (`audit:read`).",
     },
+    {
+        "name": "keys",
+        "description": "The public signing keys (JWKS, RFC 7517) and OpenID discovery metadata, for "
+        "services that verify access tokens on their own.",
+    },
     {"name": "operations", "description": "Probes for orchestrators and metrics for Prometheus."},
 ]
 
 # Routes anyone may call.
-PUBLIC_ROUTERS: tuple[APIRouter, ...] = (health.router, auth_public)
+PUBLIC_ROUTERS: tuple[APIRouter, ...] = (health.router, auth_public, keys_router)
 # Everything else: each of these routers is included with the signed-in-user requirement
 # (deny by default; tests/auth/test_rbac.py walks every route to prove it).
 PROTECTED_ROUTERS: tuple[APIRouter, ...] = (users_router, auth_protected, roles_router)

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from userapi import __version__
 from userapi.api import OPENAPI_TAGS, include_routes
@@ -17,15 +18,28 @@ from userapi.core.client import TrustedProxyHeaders
 from userapi.core.config import Settings, get_settings
 from userapi.core.exception_handlers import install_exception_handlers
 from userapi.core.http import HttpConventions
+from userapi.core.keyring import KeyRing
 from userapi.core.logging import configure_logging
 from userapi.core.metrics import track_pool
 from userapi.core.middleware import BodySizeLimit, RequestContext
 from userapi.core.openapi import install_openapi
 from userapi.core.runtime import Runtime
-from userapi.core.security import PasswordHasher, TokenCodec
+from userapi.core.security import PasswordHasher, TokenCodec, hmac_key_entry
 from userapi.core.throttle import Throttle
 from userapi.db.reads import ReadPool, bind_to_pool, create_pool
 from userapi.db.session import build_engine, build_sessionmaker
+from userapi.keys.service import key_loader
+
+
+def build_token_codec(settings: Settings, engine: AsyncEngine) -> TokenCodec:
+    """The access-token codec over a key ring that loads from `engine` (tests pass their own)."""
+    keyring = KeyRing(
+        # Its own short transactions on the engine (never a request's): keys are shared state.
+        loader=key_loader(lambda: build_sessionmaker(engine), settings),
+        refresh_seconds=settings.keys_refresh_seconds,
+        fixed_signer=hmac_key_entry(settings.jwt_secret) if settings.jwt_algorithm == "HS256" else None,
+    )
+    return TokenCodec(settings, keyring)
 
 
 def build_runtime(settings: Settings) -> Runtime:
@@ -40,7 +54,7 @@ def build_runtime(settings: Settings) -> Runtime:
         sessionmaker=build_sessionmaker(engine),
         reads=ReadPool(),  # bound to its pool by the lifespan (or to a test's connection)
         hasher=PasswordHasher(settings.bcrypt_rounds),
-        tokens=TokenCodec(settings),
+        tokens=build_token_codec(settings, engine),
         throttle=Throttle(settings),
         trusted_proxies=tuple(ipaddress.ip_network(p, strict=False) for p in settings.trusted_proxies),
     )
@@ -56,6 +70,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         track_pool(runtime.engine)
         read_pool = await create_pool(settings)
         bind_to_pool(runtime.reads, read_pool, settings.db_pool_timeout)
+        # Start-up loads the key set (creating the first key if none can sign): a key that does
+        # not open with KEY_ENCRYPTION_SECRET stops the process here, not a request later.
+        await runtime.tokens.keys.load()
         warm_up = asyncio.create_task(runtime.hasher.warm_up())
         # What start-up made lives as long as the process: move it out of the collector's way,
         # so full collections stop walking it (they stalled requests ~75 ms under load).
@@ -65,6 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             warm_up.cancel()
+            await runtime.tokens.keys.aclose()
             await read_pool.close()
             await runtime.engine.dispose()
 

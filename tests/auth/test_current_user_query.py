@@ -47,6 +47,7 @@ async def test_the_user_for_a_request_is_fully_loaded(
     found = await CurrentUserRepository(reads).user_for_request(uuid.UUID(user["id"]), None)
     assert found is not None
     assert found.session_live is True
+    assert found.key_live is True
     loaded = found.user
     # No attribute left unloaded: touching one later would be a lazy load outside any session.
     assert sa_inspect(loaded).unloaded == set()

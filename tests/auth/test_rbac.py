@@ -311,6 +311,8 @@ PUBLIC_ROUTES = {
     ("POST", "/api/v1/auth/logout"),
     ("GET", "/health/live"),
     ("GET", "/health/ready"),
+    ("GET", "/.well-known/jwks.json"),
+    ("GET", "/.well-known/openid-configuration"),
     ("GET", "/docs"),
     ("GET", "/docs/assets/redoc.standalone.js"),
     ("GET", "/openapi.json"),

@@ -5,16 +5,20 @@ from __future__ import annotations
 import base64
 import json
 import time
+import uuid
 from typing import Any
 
 import httpx
 import jwt
 import pytest
-from pydantic import ValidationError
+from fastapi import FastAPI
+from pydantic import SecretStr, ValidationError
 
-from tests.fixtures.app import Account, make_account
+from tests.fixtures.app import Account, make_account, runtime_of
 from tests.fixtures.helpers import API, PASSWORD, TEST_SECRET, assert_problem, bearer, run_cli, server_env
 from userapi.core.config import Settings
+from userapi.core.keyring import KeyEntry, KeyRing
+from userapi.core.security import TokenCodec, hmac_key_entry
 
 ME = f"{API}/users/me"
 TOKEN_KEYS = {"access_token", "refresh_token", "token_type", "expires_in"}
@@ -33,8 +37,16 @@ def claims_of(token: str) -> dict[str, Any]:
     return dict(jwt.decode(token, options={"verify_signature": False}))
 
 
-def sign(claims: dict[str, Any], key: str = TEST_SECRET, algorithm: str = "HS256") -> str:
-    return jwt.encode(claims, key, algorithm=algorithm)
+# The app's signing key, set by the `good_claims` fixture every signing test uses.
+_SIGNER: dict[str, KeyEntry] = {}
+
+
+def sign(claims: dict[str, Any], key: str | None = None, algorithm: str | None = None) -> str:
+    """Sign as the app does (its current key and kid); with `key`/`algorithm`: a forgery under our kid."""
+    entry = _SIGNER["current"]
+    if key is None and algorithm is None:
+        return jwt.encode(claims, entry.signing_key, algorithm=entry.algorithm, headers={"kid": entry.kid})
+    return jwt.encode(claims, key or TEST_SECRET, algorithm=algorithm or "HS256", headers={"kid": entry.kid})
 
 
 def assert_invalid_token(response: httpx.Response) -> None:
@@ -52,7 +64,9 @@ def check_pair(pair: dict[str, Any], user_id: str, ttl: int) -> dict[str, Any]:
     assert isinstance(pair["refresh_token"], str)
     assert len(pair["refresh_token"]) >= 40
     claims = claims_of(pair["access_token"])
-    assert jwt.get_unverified_header(pair["access_token"])["alg"] == "HS256"
+    header = jwt.get_unverified_header(pair["access_token"])
+    assert header["alg"] == "RS256"  # the default: an asymmetric key from the JWKS
+    assert isinstance(header["kid"], str)
     assert claims["sub"] == user_id
     assert claims["iss"] == "userapi"
     assert claims["aud"] == "userapi"
@@ -130,8 +144,9 @@ async def test_login_malformed_email_is_the_same_401(client: httpx.AsyncClient) 
 
 
 @pytest.fixture
-async def good_claims(user: Account) -> dict[str, Any]:
+async def good_claims(app: FastAPI, user: Account) -> dict[str, Any]:
     """The claims of a real access token, to be altered and re-signed by each attack."""
+    _SIGNER["current"] = runtime_of(app).tokens.keys.signer()
     return claims_of(user["tokens"]["access_token"])
 
 
@@ -295,3 +310,22 @@ def test_serve_refuses_a_short_key_in_production(database_url: str) -> None:
     assert "JWT_SECRET" in lines[0]
     assert "Traceback" not in result.stderr + result.stdout
     assert "userapi: API" not in result.stdout  # it never got as far as serving
+
+
+def test_extra_claims_reach_the_token_but_never_replace_the_codec_s_own(settings: Settings) -> None:
+    """Other features add claims (permissions, amr) through one argument; sub/exp/role... stay ours."""
+    codec = TokenCodec(
+        settings,
+        KeyRing(loader=None, refresh_seconds=30, fixed_signer=hmac_key_entry(SecretStr(TEST_SECRET))),
+    )
+    user_id = uuid.uuid4()
+    token = codec.encode_access(
+        user_id, 0, role="user", extra_claims={"permissions": ["users:read"], "amr": ["pwd"]}
+    )
+    claims = jwt.decode(token, TEST_SECRET, algorithms=["HS256"], audience=settings.jwt_audience)
+    assert claims["permissions"] == ["users:read"]
+    assert claims["amr"] == ["pwd"]
+    assert codec.decode_access(token).user_id == user_id
+    for claim in ("sub", "exp", "role", "iss"):
+        with pytest.raises(ValueError, match=claim):
+            codec.encode_access(user_id, 0, extra_claims={claim: "forged"})

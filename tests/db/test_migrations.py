@@ -17,8 +17,8 @@ from tests.fixtures.helpers import run_cli, server_env
 from userapi.core.config import to_async_url
 from userapi.db import migrate
 
-HEAD = "0004"
-REVISIONS = ["0001", "0002", "0003", "0004"]
+HEAD = "0005"
+REVISIONS = ["0001", "0002", "0003", "0004", "0005"]
 
 
 def _dsn(url: str, database: str) -> str:

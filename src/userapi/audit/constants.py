@@ -28,3 +28,6 @@ class EventType(enum.StrEnum):
     role_created = "role_created"
     role_updated = "role_updated"
     role_deleted = "role_deleted"
+    signing_key_created = "signing_key_created"
+    signing_key_rotated = "signing_key_rotated"
+    signing_key_retired = "signing_key_retired"

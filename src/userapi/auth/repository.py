@@ -47,7 +47,13 @@ SELECT {_USER_SELECT_LIST},
        r.permissions AS role_permissions,
        ($2::uuid IS NULL OR EXISTS (
            SELECT 1 FROM refresh_tokens t WHERE t.family_id = $2::uuid AND t.revoked_at IS NULL
-       )) AS live
+       )) AS live,
+       -- The signing key is still unretired: an emergency retire made by any process (the CLI)
+       -- refuses its tokens from the next request on, with no extra round trip (primary key).
+       ($3::text IS NULL OR EXISTS (
+           SELECT 1 FROM signing_keys k
+           WHERE k.kid = $3::text AND (k.retires_at IS NULL OR k.retires_at > statement_timestamp())
+       )) AS key_live
 FROM users u JOIN roles r ON r.name = u.role
 WHERE u.id = $1
 """
@@ -55,11 +61,13 @@ WHERE u.id = $1
 
 @dataclass(frozen=True, slots=True)
 class RequestUser:
-    """What the per-request check reads: the account, its role's permissions, the session's liveness."""
+    """What the per-request check reads: the account, its role's permissions, and whether the
+    token's session and signing key are still live."""
 
     user: User
     permissions: frozenset[str]
     session_live: bool
+    key_live: bool = True
 
 
 @dataclass(frozen=True)
@@ -78,17 +86,19 @@ class CurrentUserRepository:
     def __init__(self, reads: ReadPool) -> None:
         self.reads = reads
 
-    async def user_for_request(self, user_id: uuid.UUID, session_id: uuid.UUID | None) -> RequestUser | None:
-        """The user row, its role's permissions and whether the token's session is still live, in
-        one round trip.
+    async def user_for_request(
+        self, user_id: uuid.UUID, session_id: uuid.UUID | None, kid: str | None = None
+    ) -> RequestUser | None:
+        """The user row, its role's permissions, and whether the token's session and signing key
+        (`kid`, a stored key's) are still live, in one round trip.
 
         The user is returned detached: routes that change it attach it to their session first.
         """
-        row = await self.reads.fetchrow(USER_FOR_REQUEST, user_id, session_id)
+        row = await self.reads.fetchrow(USER_FOR_REQUEST, user_id, session_id, kid)
         if row is None:
             return None
         values = dict(row)
-        live = values.pop("live")
+        live, key_live = values.pop("live"), values.pop("key_live")
         permissions = effective_permissions(
             values.pop("role_all_permissions"), values.pop("role_permissions")
         )
@@ -96,7 +106,7 @@ class CurrentUserRepository:
             values[key] = enum_class(values[key])
         user = User(**values)
         make_transient_to_detached(user)  # as if loaded: later changes are tracked as updates
-        return RequestUser(user, permissions, bool(live))
+        return RequestUser(user, permissions, bool(live), bool(key_live))
 
 
 class AuthRepository:

@@ -28,6 +28,7 @@ from userapi.core.security import (
     AccessClaims,
     PasswordHasher,
     TokenCodec,
+    UnknownKeyId,
     new_opaque_token,
     opaque_token_hash,
 )
@@ -66,11 +67,23 @@ class Authenticator:
 
     async def authenticate(self, access_token: str) -> Principal:
         """The caller behind an access token, read from the database. Raises InvalidToken."""
-        claims = self.tokens.decode_access(access_token)
-        found = await self.users.user_for_request(claims.user_id, claims.session_id)
+        await self.tokens.keys.maybe_refresh()  # one clock read unless the interval has passed
+        try:
+            claims = self.tokens.decode_access(access_token)
+        except UnknownKeyId:
+            # Maybe a key another process created a moment ago (rate-limited reload), else 401.
+            if not await self.tokens.keys.reload_soon():
+                raise
+            claims = self.tokens.decode_access(access_token)
+        found = await self.users.user_for_request(claims.user_id, claims.session_id, claims.stored_kid)
         if found is None:
             raise InvalidToken("The account no longer exists")
         user = found.user
+        if not found.key_live:
+            # Retired elsewhere (`userapi keys retire`): reload now, so this process stops
+            # signing with it too, rather than at its next periodic reload.
+            await self.tokens.keys.reload_soon()
+            raise InvalidToken("The access token is signed with a retired key")
         if not user.is_active:
             raise InvalidToken("The account is deactivated")
         if user.token_version != claims.token_version or not found.session_live:
@@ -274,6 +287,7 @@ class AuthService:
         # Role and permissions as information for other services (RFC 9068 section 2.2.3.1 style);
         # userapi itself reads them from the database on every request, never from the token.
         role_claims = {"role": user.role, "permissions": sorted(await self.users.permissions_of(user))}
+        await self.tokens.keys.maybe_refresh()
         access = self.tokens.encode_access(user.id, user.token_version, family_id, role_claims)
         pair = TokenPair(access_token=access, refresh_token=raw, expires_in=self.tokens.ttl_seconds)
         return pair, stored

@@ -16,7 +16,7 @@ import typer
 if TYPE_CHECKING:
     from userapi.db.migrate import MigrationStep
 
-from userapi.cli import accounts, db, roles
+from userapi.cli import accounts, db, keys, roles
 from userapi.cli._common import CliError, one_line_errors, settings_with_database
 from userapi.core.config import to_async_url
 
@@ -26,6 +26,7 @@ from userapi.core.config import to_async_url
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 app.add_typer(db.app, name="db")
 app.add_typer(roles.app, name="roles")
+app.add_typer(keys.app, name="keys")
 app.command("create-admin")(accounts.create_admin)
 app.command("prune-sessions")(accounts.prune_sessions)
 
@@ -93,6 +94,7 @@ def serve(
             f"the database is behind the code: missing revision(s) {', '.join(missing)}; "
             "run `userapi migrate`"
         )
+    asyncio.run(keys.prepare_signing_keys(settings))
     _check_port_free(host, port)
     if workers > 1:
         _prepare_multiprocess_metrics()
@@ -139,6 +141,8 @@ def migrate(
     from userapi.db import migrate as migrations
 
     _run_migration(migrations.upgrade, to_async_url(settings.plain_database_url or ""), revision)
+    if revision == "head":
+        typer.echo(asyncio.run(keys.prepare_signing_keys(settings)))
 
 
 @app.command()

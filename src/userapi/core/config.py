@@ -76,12 +76,23 @@ class Settings(BaseSettings):
     db_statement_cache_size: int = Field(default=100, ge=0)
 
     jwt_secret: SecretStr = SecretStr("")
-    jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
+    # RS256 by default: the cheapest asymmetric verification measured here and the one algorithm
+    # every JWT library and gateway verifies (bench/jwt_algorithms.py, README). HS256: existing
+    # installs, signed with JWT_SECRET and verifiable only by holders of that secret.
+    jwt_algorithm: Literal["EdDSA", "ES256", "RS256", "HS256"] = "RS256"
     jwt_issuer: str = "userapi"
     jwt_audience: str = "userapi"
     access_token_ttl_seconds: int = Field(default=900, ge=30)
     refresh_token_ttl_seconds: int = Field(default=14 * 24 * 3600, ge=60)
     refresh_token_reuse_interval: int = Field(default=10, ge=0)
+    # Rotation: a new key is published this long before it signs, so verifiers' JWKS caches
+    # (max-age = this minus KEYS_REFRESH_SECONDS) hold it before the first token it signs.
+    keys_publish_delay_seconds: int = Field(default=600, ge=0)
+    # How often each process reloads the key set (rotation made elsewhere is seen within this).
+    keys_refresh_seconds: int = Field(default=30, ge=1)
+    # The issuer's public base URL (https://auth.example.com) for the discovery document's links;
+    # unset: http://HOST:PORT. Never taken from the request's Host header.
+    public_url: str = ""
 
     # Seals secrets stored in the database (private signing keys, TOTP seeds): core/crypto.py.
     key_encryption_secret: SecretStr = SecretStr("")
@@ -150,7 +161,22 @@ class Settings(BaseSettings):
             )
         if not key_secret:
             self.key_encryption_secret = SecretStr(DEVELOPMENT_KEY_ENCRYPTION_SECRET)
+        if self.keys_publish_delay_seconds and self.keys_publish_delay_seconds < self.keys_refresh_seconds:
+            raise ConfigError(
+                "KEYS_PUBLISH_DELAY_SECONDS must be 0 or at least KEYS_REFRESH_SECONDS: every process "
+                "must have loaded a new key before it starts signing"
+            )
         return self
+
+    @property
+    def jwks_max_age(self) -> int:
+        """Seconds verifiers may cache the JWKS: a new key is then in every cache before it signs."""
+        return max(0, self.keys_publish_delay_seconds - self.keys_refresh_seconds)
+
+    @property
+    def issuer_url(self) -> str:
+        """The public base URL for links in the discovery document (no trailing slash)."""
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
     @property
     def async_database_url(self) -> str:

@@ -1,9 +1,10 @@
-"""Password hashing (bcrypt, off the event loop) and access-token encoding/decoding (PyJWT)."""
+"""Password hashing (bcrypt, off the event loop) and access-token encoding/decoding (PyJWT, key ring)."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import secrets
 import time
 import uuid
@@ -14,14 +15,15 @@ from typing import Any
 import anyio.to_thread
 import bcrypt
 import jwt
+from pydantic import SecretStr
 
 from userapi.core.canonical import canonical_password
 from userapi.core.config import Settings
 from userapi.core.exceptions import InvalidToken
+from userapi.core.keyring import KeyEntry, KeyRing
 
 ACCESS_TOKEN_TYPE = "access"
 _REQUIRED_CLAIMS = ["sub", "exp", "iat", "jti", "iss", "aud", "typ", "ver"]
-_RESERVED_CLAIMS = frozenset({*_REQUIRED_CLAIMS, "sid", "nbf"})
 
 
 def _prehash(password: str) -> bytes:
@@ -112,14 +114,43 @@ class AccessClaims:
     session_id: uuid.UUID | None
     jti: str
     expires_at: int
+    # The kid of a stored key (its retirement is checked per request); None for the HMAC key.
+    stored_kid: str | None = None
+
+
+class UnknownKeyId(InvalidToken):
+    """The token names a kid this process does not hold (yet): reload the key set, then retry once."""
+
+
+# The header members a token of ours has. Anything else is refused, not ignored: `jwk`, `jku`,
+# `x5u`, `x5c` would name a key chosen by the sender, and `crit` demands extensions we do not
+# implement (RFC 7515 section 4.1.11).
+_ALLOWED_HEADER = frozenset({"alg", "kid", "typ"})
+# Claims only the codec sets, whether or not this token carries them (extra claims cannot add them).
+_RESERVED_CLAIMS = frozenset({*_REQUIRED_CLAIMS, "sid", "nbf"})
+
+
+def hmac_key_entry(secret: SecretStr) -> KeyEntry:
+    """The HS256 key (JWT_SECRET) as a key-ring entry. Its kid is an HMAC of the secret, so it
+    names the secret without revealing anything about it, and changes when the secret changes."""
+    key = secret.get_secret_value().encode()
+    digest = hmac.new(key, b"userapi hs256 kid", hashlib.sha256).digest()
+    kid = "hs256-" + base64.urlsafe_b64encode(digest[:12]).decode("ascii")
+    return KeyEntry(
+        kid=kid, algorithm="HS256", verify_key=key, signing_key=key, activates_at=0.0, stored=False
+    )
 
 
 class TokenCodec:
-    """Encodes and verifies access tokens; the accepted algorithm is fixed here, never read from a token."""
+    """Encodes and verifies access tokens (RFC 7519) with the process's key ring.
 
-    def __init__(self, settings: Settings) -> None:
-        self._key = settings.jwt_secret.get_secret_value()
-        self._algorithm = settings.jwt_algorithm
+    Signing uses the ring's current signer and names it in the `kid` header. Verification looks
+    the token's kid up in the ring and accepts only that key's algorithm: the `alg` header is
+    never trusted to pick one (RFC 8725 sections 2.1 and 3.1). Unknown kids raise UnknownKeyId.
+    """
+
+    def __init__(self, settings: Settings, keys: KeyRing) -> None:
+        self.keys = keys
         self._issuer = settings.jwt_issuer
         self._audience = settings.jwt_audience
         self.ttl_seconds = settings.access_token_ttl_seconds
@@ -132,9 +163,14 @@ class TokenCodec:
         session_id: uuid.UUID | None = None,
         extra_claims: Mapping[str, Any] | None = None,
     ) -> str:
-        """A signed access token (RFC 7519). `extra_claims` (e.g. `role`, `permissions`) are
-        information for other services: they cannot replace a registered or revocation claim,
-        and this service never trusts them. Raises ValueError for a reserved claim name."""
+        """A signed access token (RFC 7519), its signing key named by `kid`.
+
+        `extra_claims` (e.g. `role`, `permissions`, `amr`) are information for other services;
+        userapi itself reads the stored account on every request. Extra claims must be JSON values
+        and may not replace a claim the codec sets (ValueError). Raises NoSigningKey.
+        """
+        signer = self.keys.signer()
+        assert signer.signing_key is not None  # signer() only returns keys this process can sign with
         now = int(time.time())
         claims: dict[str, Any] = {
             "sub": str(user_id),
@@ -149,18 +185,31 @@ class TokenCodec:
         if session_id is not None:
             claims["sid"] = str(session_id)
         if extra_claims:
-            if reserved := _RESERVED_CLAIMS.intersection(extra_claims):
-                raise ValueError(f"reserved claim(s) {sorted(reserved)} cannot be passed as extra claims")
+            if clash := claims.keys() & extra_claims.keys() | _RESERVED_CLAIMS & extra_claims.keys():
+                raise ValueError(f"extra claims may not replace {sorted(clash)}")
             claims.update(extra_claims)
-        return jwt.encode(claims, self._key, algorithm=self._algorithm)
+        return jwt.encode(claims, signer.signing_key, algorithm=signer.algorithm, headers={"kid": signer.kid})
+
+    def _key_for(self, token: str) -> KeyEntry:
+        header = jwt.get_unverified_header(token)
+        if not header.keys() <= _ALLOWED_HEADER:
+            raise InvalidToken("The access token is invalid")
+        kid = header.get("kid")
+        if not isinstance(kid, str):
+            raise InvalidToken("The access token is invalid")
+        entry = self.keys.verifier(kid)
+        if entry is None:
+            raise UnknownKeyId("The access token is signed with an unknown or retired key")
+        return entry
 
     def decode_access(self, token: str) -> AccessClaims:
-        """Verify signature, expiry, issuer, audience and type. Raises InvalidToken."""
+        """Verify signature, expiry, issuer, audience and type. Raises InvalidToken (UnknownKeyId)."""
         try:
+            entry = self._key_for(token)
             claims = self._decoder.decode(
                 token,
-                self._key,
-                algorithms=[self._algorithm],
+                entry.verify_key,
+                algorithms=[entry.algorithm],
                 audience=self._audience,
                 issuer=self._issuer,
             )
@@ -176,6 +225,7 @@ class TokenCodec:
                 session_id=uuid.UUID(sid) if sid is not None else None,
                 jti=str(claims["jti"]),
                 expires_at=int(claims["exp"]),
+                stored_kid=entry.kid if entry.stored else None,
             )
         except jwt.ExpiredSignatureError:
             raise InvalidToken("The access token has expired") from None

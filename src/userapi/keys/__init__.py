@@ -1,0 +1,1 @@
+"""Signing keys: key material, rotation, the JWKS and OpenID discovery documents."""
