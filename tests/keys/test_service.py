@@ -16,7 +16,7 @@ from userapi.audit.constants import EventType
 from userapi.audit.models import AuthEvent
 from userapi.core.config import Settings
 from userapi.core.crypto import AtRestCipher
-from userapi.keys.constants import SEALED_KEY_PURPOSE, KeyState
+from userapi.keys.constants import KEYS_LOCK_KEY, SEALED_KEY_PURPOSE, KeyState
 from userapi.keys.exceptions import KeyAlreadyRetired, KeyMaterialUnreadable, KeyNotFound, RotationPending
 from userapi.keys.models import SigningKey
 from userapi.keys.repository import SigningKeyRepository
@@ -178,6 +178,31 @@ async def test_concurrent_first_start_creates_one_key(engine: AsyncEngine) -> No
         assert len([k for k in created if k is not None]) == 1
         async with engine.connect() as conn:
             assert await conn.scalar(text("SELECT count(*) FROM signing_keys")) == 1
+    finally:
+        async with engine.begin() as conn:
+            await conn.execute(text("DELETE FROM signing_keys"))
+
+
+async def test_start_up_with_a_signing_key_does_not_wait_for_the_keys_lock(engine: AsyncEngine) -> None:
+    """Every start of every replica asks for a key: while one exists, it must not queue behind a
+    transaction holding the keys lock (a rotation in progress, another process's start)."""
+    maker = async_sessionmaker(engine, expire_on_commit=False)
+
+    async def start() -> SigningKey | None:
+        async with maker() as session, session.begin():
+            return await service(session).ensure_signing_key()
+
+    async with engine.begin() as conn:
+        await conn.execute(text("DELETE FROM signing_keys"))
+    try:
+        assert await start() is not None
+        async with engine.connect() as holder:
+            await holder.execute(text("SELECT pg_advisory_lock(:k)"), {"k": KEYS_LOCK_KEY})
+            try:
+                # Were the lock taken first, this would wait for the holder: the timeout fails it.
+                assert await asyncio.wait_for(start(), 5) is None
+            finally:
+                await holder.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": KEYS_LOCK_KEY})
     finally:
         async with engine.begin() as conn:
             await conn.execute(text("DELETE FROM signing_keys"))

@@ -125,7 +125,14 @@ class KeyService:
         )
 
     async def ensure_signing_key(self, now: datetime | None = None) -> SigningKey | None:
-        """Create the first key (active at once) when no key can sign; returns it, or None."""
+        """Create the first key (active at once) when no key can sign; returns it, or None.
+
+        Checks first without the lock: every start-up of every replica calls this, and the
+        lock would make it wait on any open transaction holding it (a rotation in progress).
+        Only when no key can sign is the check repeated under the lock.
+        """
+        if _signer(await self.repository.all(), now or datetime.now(UTC)) is not None:
+            return None
         await self.repository.lock()
         # Read after the lock: a time taken before it can precede the activation of a key another
         # process created meanwhile, which would then look not yet active (and get a twin).
