@@ -1,4 +1,4 @@
-"""The `userapi` command line: serve, migrate, downgrade, db ..., create-admin, prune-sessions."""
+"""The `userapi` command line: serve, migrate, downgrade, db ..., create-admin, prune-sessions, mail ..."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import typer
 if TYPE_CHECKING:
     from userapi.db.migrate import MigrationStep
 
-from userapi.cli import accounts, db
+from userapi.cli import accounts, db, mail
 from userapi.cli._common import CliError, one_line_errors, settings_with_database
 from userapi.core.config import to_async_url
 
@@ -25,6 +25,7 @@ from userapi.core.config import to_async_url
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 app.add_typer(db.app, name="db")
+app.add_typer(mail.app, name="mail")
 app.command("create-admin")(accounts.create_admin)
 app.command("prune-sessions")(accounts.prune_sessions)
 

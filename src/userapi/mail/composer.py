@@ -1,0 +1,76 @@
+"""Renders a message kind into a complete RFC 5322 message: Jinja2 text and HTML, proper headers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from email import policy
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid, parseaddr
+from typing import Any
+
+import jinja2
+
+from userapi.core.config import ConfigError
+from userapi.mail.constants import AUTO_SUBMITTED, MailTemplate
+
+
+@dataclass(frozen=True, slots=True)
+class ComposedMail:
+    """A message ready for the outbox: `content` is the whole message as bytes (CRLF line ends)."""
+
+    template: MailTemplate
+    recipient: str
+    message_id: str
+    content: bytes
+
+
+def parse_sender(mail_from: str) -> Address:
+    """MAIL_FROM (`Name <addr@host>` or `addr@host`) as an Address. Raises ConfigError."""
+    name, addr = parseaddr(mail_from)
+    if "@" not in addr or any(c in addr for c in "\r\n"):
+        raise ConfigError(f"MAIL_FROM is not an email address: {mail_from!r}")
+    local, _, domain = addr.rpartition("@")
+    try:
+        return Address(display_name=name, username=local, domain=domain)
+    except (ValueError, IndexError) as exc:
+        raise ConfigError(f"MAIL_FROM is not an email address: {exc}") from None
+
+
+class MailComposer:
+    """Jinja2 templates of the package (`userapi/mail/templates`), one text and one HTML per kind.
+
+    Built once per process (template compilation is cached by the environment). HTML is
+    autoescaped; the text part is not (it is not markup), so values there must be plain text.
+    """
+
+    def __init__(self, mail_from: str, product_name: str) -> None:
+        self.sender = parse_sender(mail_from)
+        self.product_name = product_name
+        loader = jinja2.PackageLoader("userapi.mail", "templates")
+        self._html = jinja2.Environment(
+            loader=loader, autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True
+        )
+        self._text = jinja2.Environment(
+            loader=loader, autoescape=False, undefined=jinja2.StrictUndefined, trim_blocks=True
+        )
+
+    def compose(self, template: MailTemplate, recipient: str, context: dict[str, Any]) -> ComposedMail:
+        """The message for `recipient`. Raises jinja2.TemplateError for a template bug."""
+        values = {"product_name": self.product_name, "recipient": recipient, **context}
+        subject = self._text.get_template(f"{template}.subject.j2").render(values).strip()
+        text = self._text.get_template(f"{template}.txt.j2").render(values)
+        html = self._html.get_template(f"{template}.html.j2").render(values)
+        message_id = make_msgid(domain=self.sender.domain)
+        message = EmailMessage()
+        message["From"] = self.sender
+        message["To"] = recipient
+        message["Subject"] = " ".join(subject.split())  # one line, whatever the template did
+        message["Date"] = formatdate(usegmt=True)
+        message["Message-ID"] = message_id
+        message["Auto-Submitted"] = AUTO_SUBMITTED
+        # Exchange and Outlook honour this one instead of Auto-Submitted.
+        message["X-Auto-Response-Suppress"] = "All"
+        message.set_content(text)
+        message.add_alternative(html, subtype="html")
+        return ComposedMail(template, recipient, message_id, message.as_bytes(policy=policy.SMTP))
