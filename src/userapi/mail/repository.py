@@ -76,7 +76,9 @@ class OutboxRepository:
 
     async def mark_sent(self, message: OutboxMessage) -> None:
         """Delivered: the content (which holds the link) is erased."""
-        await self._set(message, status=OutboxStatus.sent.value, sent_at=func.statement_timestamp(), content=None)
+        await self._set(
+            message, status=OutboxStatus.sent.value, sent_at=func.statement_timestamp(), content=None
+        )
 
     async def mark_retry(self, message: OutboxMessage, reason: str, delay: timedelta) -> None:
         await self._set(message, last_error=reason[:500], next_attempt_at=func.statement_timestamp() + delay)
