@@ -24,8 +24,10 @@ from userapi.core.openapi import install_openapi
 from userapi.core.runtime import Runtime
 from userapi.core.security import PasswordHasher, TokenCodec
 from userapi.core.throttle import Throttle
-from userapi.db.reads import ReadPool, bind_to_pool, create_pool
+from userapi.db.reads import ReadPool, bind_to_pool, create_pool, read_dsn
 from userapi.db.session import build_engine, build_sessionmaker
+from userapi.mail.transport import build_transport
+from userapi.mail.worker import DeliveryWorker
 
 
 def build_runtime(settings: Settings) -> Runtime:
@@ -49,6 +51,8 @@ def build_runtime(settings: Settings) -> Runtime:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The ASGI app; its runtime is `app.state.runtime`, read by routes only through `RuntimeDep`."""
     settings = settings or get_settings()
+    # Mail settings are checked before anything starts (ConfigError names the setting).
+    transport = build_transport(settings)
     runtime = build_runtime(settings)
 
     @asynccontextmanager
@@ -57,6 +61,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         read_pool = await create_pool(settings)
         bind_to_pool(runtime.reads, read_pool, settings.db_pool_timeout)
         warm_up = asyncio.create_task(runtime.hasher.warm_up())
+        # One delivery worker per process; SKIP LOCKED lets any number share the outbox.
+        delivery: tuple[DeliveryWorker, asyncio.Task[None]] | None = None
+        if transport is not None:
+            worker = DeliveryWorker(runtime.sessionmaker, transport, settings, read_dsn(settings))
+            delivery = (worker, asyncio.create_task(worker.run()))
         # What start-up made lives as long as the process: move it out of the collector's way,
         # so full collections stop walking it (they stalled requests ~75 ms under load).
         gc.collect()
@@ -64,6 +73,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            if delivery is not None:
+                await delivery[0].stop(delivery[1])
             warm_up.cancel()
             await read_pool.close()
             await runtime.engine.dispose()

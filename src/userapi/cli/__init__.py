@@ -17,8 +17,8 @@ if TYPE_CHECKING:
     from userapi.db.migrate import MigrationStep
 
 from userapi.cli import accounts, db, mail
-from userapi.cli._common import CliError, one_line_errors, settings_with_database
-from userapi.core.config import to_async_url
+from userapi.cli._common import CliError, load_settings, one_line_errors, settings_with_database
+from userapi.core.config import Settings, to_async_url
 
 # Heavy modules (SQLAlchemy, Alembic, uvicorn, the app) are imported inside the commands that
 # need them: `userapi --help` and `userapi db url` should answer at once.
@@ -69,6 +69,23 @@ async def _missing_revisions(async_url: str) -> list[str]:
         await engine.dispose()
 
 
+def _mail_summary(settings: Settings) -> str:
+    """Where mail goes, for the start-up banner. Raises ConfigError (SMTP_URL in production, ...)."""
+    from userapi.mail.composer import MailComposer
+    from userapi.mail.transport import FileTransport, SmtpTransport, build_transport
+
+    transport = build_transport(settings)
+    if transport is None:
+        return "off (MAIL_DELIVERY=off: endpoints that need mail answer 503)"
+    MailComposer(settings.mail_from, settings.product_name)  # MAIL_FROM and the templates load
+    if isinstance(transport, FileTransport):
+        return f".eml files in {transport.directory} (no SMTP_URL)"
+    assert isinstance(transport, SmtpTransport)
+    target = transport.target
+    security = "implicit TLS" if target.use_tls else "STARTTLS" if target.start_tls else "STARTTLS if offered"
+    return f"smtp {target.host}:{target.port} ({security}), from {settings.mail_from}"
+
+
 @app.command()
 @one_line_errors
 def serve(
@@ -80,6 +97,7 @@ def serve(
     ] = False,
 ) -> None:
     """Serve the API with uvicorn (uvloop, httptools)."""
+    mail = _mail_summary(load_settings())  # before the database: a missing SMTP_URL is one line, at once
     settings = settings_with_database()
     host = host or settings.host
     port = settings.port if port is None else port
@@ -103,6 +121,7 @@ def serve(
     typer.echo(f"  API       http://{host}:{port}/api/v1")
     typer.echo(f"  docs      http://{host}:{port}/docs")
     typer.echo(f"  database  {shown}")
+    typer.echo(f"  mail      {mail}")
     import uvicorn  # here: migrate and the db commands need not import the web server
 
     # uvicorn drains on SIGTERM, then restores the previous handler and raises the signal again;

@@ -1,0 +1,116 @@
+"""Delivery by real `userapi serve` processes: two of them drain one outbox with no duplicate, a
+LISTEN/NOTIFY wake-up delivers at once, `userapi mail status` reports, production refuses no SMTP_URL."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tests.helpers import TEST_SECRET, make_settings, run_cli, running_server, server_env
+from tests.smtp_server import SmtpServer
+from userapi.db.session import build_sessionmaker
+from userapi.mail.composer import MailComposer
+from userapi.mail.constants import MailTemplate
+from userapi.mail.repository import OutboxRepository
+from userapi.mail.service import MailService
+
+BATCH = 30
+
+
+@pytest.fixture
+async def clean_outbox(engine: AsyncEngine) -> AsyncIterator[None]:
+    async with engine.begin() as conn:
+        await conn.execute(text("DELETE FROM mail_outbox"))
+    yield
+    async with engine.begin() as conn:
+        await conn.execute(text("DELETE FROM mail_outbox"))
+
+
+async def commit_mail(engine: AsyncEngine, database_url: str, addresses: list[str]) -> None:
+    settings = make_settings(database_url)
+    async with build_sessionmaker(engine)() as session:
+        mail = MailService(OutboxRepository(session), MailComposer(settings.mail_from, settings.product_name))
+        for address in addresses:
+            await mail.enqueue(
+                MailTemplate.password_reset, address, link="https://x.example/r", ttl_minutes=30
+            )
+        await session.commit()
+
+
+@pytest.mark.usefixtures("clean_outbox")
+async def test_two_serve_processes_wake_on_commit_and_drain_one_outbox_without_duplicates(
+    database_url: str, engine: AsyncEngine, smtp: SmtpServer
+) -> None:
+    # Polling only every 60 s: within this test only LISTEN/NOTIFY can wake the workers.
+    env = server_env(database_url, SMTP_URL=smtp.url, MAIL_POLL_SECONDS="60")
+    with running_server(env), running_server(env):
+        await asyncio.sleep(1)  # both workers have run their first drain and are listening
+        started = time.monotonic()
+        await commit_mail(engine, database_url, ["notify@example.com"])
+        await asyncio.to_thread(smtp.wait_for, 1, 10)
+        assert time.monotonic() - started < 5
+
+        addresses = [f"proc-{n}@example.com" for n in range(BATCH)]
+        await commit_mail(engine, database_url, addresses)
+        await asyncio.to_thread(smtp.wait_for, BATCH + 1, 30)
+        await asyncio.sleep(1.5)  # time for a duplicate to show up, if one were coming
+    per_address = Counter(r.rcpt_tos[0] for r in smtp.received)
+    assert sorted(per_address) == sorted([*addresses, "notify@example.com"])
+    assert set(per_address.values()) == {1}, [a for a, n in per_address.items() if n > 1]
+    async with engine.connect() as conn:
+        statuses = (
+            await conn.execute(text("SELECT status, count(*) FROM mail_outbox GROUP BY status"))
+        ).all()
+    assert dict(statuses) == {"sent": BATCH + 1}
+
+
+@pytest.mark.usefixtures("clean_outbox")
+async def test_mail_status_shows_the_outbox(database_url: str, engine: AsyncEngine) -> None:
+    await commit_mail(engine, database_url, ["status-1@example.com", "status-2@example.com"])
+    result = await asyncio.to_thread(run_cli, "mail", "status", env=server_env(database_url))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("pending 2  sent 0  failed 0  oldest pending ")
+    assert "password_reset -> status-2@example.com" in lines[2]
+    assert "https://x.example" not in result.stdout  # never the content
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({}, "SMTP_URL must be set in production"),
+        ({"SMTP_URL": "http://mailer:pw-123@relay.example.com"}, "SMTP_URL must look like smtp://"),
+        ({"SMTP_URL": "smtp://relay.example.com", "MAIL_FROM": "not an address"}, "MAIL_FROM"),
+        ({"MAIL_DELIVERY": "off", "REQUIRE_VERIFIED_EMAIL": "true"}, "REQUIRE_VERIFIED_EMAIL"),
+    ],
+)
+def test_production_start_up_refuses_bad_mail_settings_in_one_line(
+    database_url: str, extra: dict[str, str], message: str
+) -> None:
+    env = server_env(database_url, ENVIRONMENT="production", JWT_SECRET=TEST_SECRET, **extra)
+    if "SMTP_URL" not in extra:
+        env.pop("SMTP_URL", None)
+    result = run_cli("serve", "--port", "1", env=env)
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert message in result.stderr
+    assert "pw-123" not in result.stderr + result.stdout
+
+
+def test_production_with_mail_deliberately_off_passes_the_mail_check(database_url: str) -> None:
+    env = server_env(database_url, ENVIRONMENT="production", MAIL_DELIVERY="off")
+    env.pop("SMTP_URL", None)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        # Start-up gets past the mail and database checks and stops only at the busy port.
+        result = run_cli("serve", "--port", str(busy.getsockname()[1]), env=env)
+    assert result.returncode == 1
+    assert "cannot listen on" in result.stderr, result.stderr
