@@ -28,7 +28,8 @@ class ComposedMail:
 def parse_sender(mail_from: str) -> Address:
     """MAIL_FROM (`Name <addr@host>` or `addr@host`) as an Address. Raises ConfigError."""
     name, addr = parseaddr(mail_from)
-    if "@" not in addr or any(c in addr for c in "\r\n"):
+    # A line break would let the setting smuggle in headers of its own.
+    if "@" not in addr or any(c in mail_from for c in "\r\n\x00"):
         raise ConfigError(f"MAIL_FROM is not an email address: {mail_from!r}")
     local, _, domain = addr.rpartition("@")
     try:
