@@ -8,8 +8,8 @@ from collections import Counter
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.helpers import make_settings
-from tests.smtp_server import SmtpServer
+from tests.fixtures.helpers import make_settings
+from tests.fixtures.smtp_server import SmtpServer
 from userapi.db.session import build_engine, build_sessionmaker
 from userapi.mail.composer import MailComposer
 from userapi.mail.constants import MailTemplate

@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
-from tests.helpers import free_port, make_settings
-from tests.smtp_server import SmtpServer
+from tests.fixtures.helpers import free_port, make_settings
+from tests.fixtures.smtp_server import SmtpServer
 from userapi.core.config import Settings
 from userapi.mail.composer import MailComposer
 from userapi.mail.constants import MailTemplate

@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.helpers import TEST_SECRET, make_settings, run_cli, running_server, server_env
-from tests.smtp_server import SmtpServer
+from tests.fixtures.helpers import TEST_SECRET, make_settings, run_cli, running_server, server_env
+from tests.fixtures.smtp_server import SmtpServer
 from userapi.db.session import build_sessionmaker
 from userapi.mail.composer import MailComposer
 from userapi.mail.constants import MailTemplate
