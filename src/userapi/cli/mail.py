@@ -29,14 +29,13 @@ def status(
 ) -> None:
     """Messages pending, sent and failed, the oldest pending one's age, and the latest messages."""
     from userapi.db.session import session_scope
-    from userapi.mail.repository import OutboxRepository
     from userapi.mail.service import MailService
 
     settings = settings_with_database()
 
     async def run() -> list[str]:
         async with session_scope(settings) as session:
-            mail = MailService(OutboxRepository(session), None)
+            mail = MailService.for_session(session, None)
             counts = await mail.counts()
             rows = await mail.recent(limit) if limit else []
         lines = [

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from userapi.mail.composer import MailComposer
 from userapi.mail.constants import MailTemplate
 from userapi.mail.exceptions import MailUnavailable
@@ -24,6 +26,11 @@ class MailService:
         """`composer` None: mail is off (MAIL_DELIVERY=off), or the caller only reads the outbox."""
         self.repository = repository
         self.composer = composer
+
+    @classmethod
+    def for_session(cls, session: AsyncSession, composer: MailComposer | None) -> MailService:
+        """The service on a caller's session: its messages commit (or not) with the caller's writes."""
+        return cls(OutboxRepository(session), composer)
 
     @property
     def available(self) -> bool:
