@@ -29,7 +29,9 @@ async def test_three_workers_on_separate_connections_send_each_message_once(
     async with build_sessionmaker(engine)() as session:
         mail = MailService(OutboxRepository(session), composer)
         for n in range(MESSAGES):
-            await mail.enqueue(MailTemplate.password_reset, f"many-{n}@example.com", link="x", ttl_minutes=1)
+            await mail.enqueue(
+                MailTemplate.password_reset, f"many-{n}@example.com", link="x", expires_in="1 minute"
+            )
         await session.commit()
     engines = [build_engine(settings, pool_size=1) for _ in range(3)]
     try:

@@ -42,7 +42,7 @@ def worker(sessions: async_sessionmaker[AsyncSession], settings: Settings) -> De
 
 
 async def enqueue(session: AsyncSession, settings: Settings, to: str, **context: Any) -> int:
-    values = {"link": LINK, "ttl_minutes": 30, **context}
+    values = {"link": LINK, "expires_in": "30 minutes", **context}
     message_id = await mail_service(session, settings).enqueue(MailTemplate.password_reset, to, **values)
     assert message_id is not None
     await session.commit()
@@ -103,7 +103,7 @@ async def test_a_rolled_back_transaction_sends_nothing(
     settings = mail_settings(database_url, smtp_url=smtp.url)
     async with sessions() as session:
         await mail_service(session, settings).enqueue(
-            MailTemplate.password_reset, "gone@example.com", link=LINK, ttl_minutes=30
+            MailTemplate.password_reset, "gone@example.com", link=LINK, expires_in="30 minutes"
         )
         await session.rollback()  # the request failed after enqueueing
     result = await worker(sessions, settings).drain()

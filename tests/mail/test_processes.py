@@ -39,7 +39,7 @@ async def commit_mail(engine: AsyncEngine, database_url: str, addresses: list[st
         mail = MailService(OutboxRepository(session), MailComposer(settings.mail_from, settings.product_name))
         for address in addresses:
             await mail.enqueue(
-                MailTemplate.password_reset, address, link="https://x.example/r", ttl_minutes=30
+                MailTemplate.password_reset, address, link="https://x.example/r", expires_in="30 minutes"
             )
         await session.commit()
 

@@ -24,3 +24,12 @@ class EventType(enum.StrEnum):
     user_reactivated = "user_reactivated"
     user_created = "user_created"
     user_deleted = "user_deleted"
+    # Account recovery and verified addresses (mailed one-time tokens).
+    password_reset_requested = "password_reset_requested"
+    password_reset_completed = "password_reset_completed"
+    email_verification_sent = "email_verification_sent"
+    email_verified = "email_verified"
+    email_change_requested = "email_change_requested"
+    email_changed = "email_changed"
+    account_token_rejected = "account_token_rejected"
+    account_mail_throttled = "account_mail_throttled"

@@ -139,7 +139,6 @@ class Settings(BaseSettings):
     require_verified_email: bool = False
     rate_limit_mail_address: str = "5/hour"
     rate_limit_mail_ip: str = "30/hour"
-    rate_limit_account_token_ip: str = "30/minute"
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod

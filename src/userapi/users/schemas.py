@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from userapi.core.pagination import Page
@@ -26,6 +26,9 @@ class UserRead(BaseModel):
     full_name: str | None
     role: Role
     is_active: bool
+    email_verified_at: datetime | None = Field(
+        description="When the owner proved the address is theirs (a mailed link); null until then."
+    )
     created_at: datetime
     updated_at: datetime
 
@@ -66,3 +69,8 @@ class PasswordChange(_Input):
 
 class UserPage(Page[UserRead]):
     pass
+
+
+class EmailChange(_Input):
+    new_email: Email
+    current_password: LoginPassword
