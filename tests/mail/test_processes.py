@@ -4,16 +4,26 @@ LISTEN/NOTIFY wake-up delivers at once, `userapi mail status` reports, productio
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
 
+import httpx
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.fixtures.helpers import TEST_SECRET, make_settings, run_cli, running_server, server_env
+from tests.fixtures.helpers import (
+    API,
+    PASSWORD,
+    TEST_SECRET,
+    make_settings,
+    run_cli,
+    running_server,
+    server_env,
+)
 from tests.fixtures.smtp_server import SmtpServer
 from userapi.db.session import build_sessionmaker
 from userapi.mail.composer import MailComposer
@@ -50,7 +60,7 @@ async def test_two_serve_processes_wake_on_commit_and_drain_one_outbox_without_d
 ) -> None:
     # Polling only every 60 s: within this test only LISTEN/NOTIFY can wake the workers.
     env = server_env(database_url, SMTP_URL=smtp.url, MAIL_POLL_SECONDS="60")
-    with running_server(env), running_server(env):
+    with running_server(env) as base, running_server(env):
         await asyncio.sleep(1)  # both workers have run their first drain and are listening
         started = time.monotonic()
         await commit_mail(engine, database_url, ["notify@example.com"])
@@ -61,14 +71,41 @@ async def test_two_serve_processes_wake_on_commit_and_drain_one_outbox_without_d
         await commit_mail(engine, database_url, addresses)
         await asyncio.to_thread(smtp.wait_for, BATCH + 1, 30)
         await asyncio.sleep(1.5)  # time for a duplicate to show up, if one were coming
+        await asyncio.to_thread(_reset_over_http, base, smtp)
     per_address = Counter(r.rcpt_tos[0] for r in smtp.received)
+    assert per_address.pop(RESET_ADDRESS) == 2  # verification and reset
     assert sorted(per_address) == sorted([*addresses, "notify@example.com"])
     assert set(per_address.values()) == {1}, [a for a, n in per_address.items() if n > 1]
     async with engine.connect() as conn:
         statuses = (
             await conn.execute(text("SELECT status, count(*) FROM mail_outbox GROUP BY status"))
         ).all()
-    assert dict(statuses) == {"sent": BATCH + 1}
+    assert dict(statuses) == {"sent": BATCH + 3}
+
+
+RESET_ADDRESS = "served@example.com"
+
+
+def _reset_over_http(base: str, smtp: SmtpServer) -> None:
+    """The reset flow against the running server: sign up, forgot, the mail, the link, a new password."""
+    with httpx.Client(base_url=base, timeout=30) as http:
+        before = len(smtp.received)
+        assert (
+            http.post(f"{API}/auth/register", json={"email": RESET_ADDRESS, "password": PASSWORD}).status_code
+            == 201
+        )
+        assert http.post(f"{API}/auth/password/forgot", json={"email": RESET_ADDRESS}).status_code == 202
+        arrived = smtp.wait_for(before + 2, 30)[before:]
+        reset = next(r for r in arrived if "reset-password" in r.text)
+        token = re.findall(r"/account/reset-password\?token=([A-Za-z0-9_-]+)", reset.text)[0]
+        new = "served passphrase 99"
+        assert (
+            http.post(f"{API}/auth/password/reset", json={"token": token, "new_password": new}).status_code
+            == 204
+        )
+        assert (
+            http.post(f"{API}/auth/login", json={"email": RESET_ADDRESS, "password": new}).status_code == 200
+        )
 
 
 @pytest.mark.usefixtures("clean_outbox")
