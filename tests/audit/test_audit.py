@@ -88,8 +88,7 @@ async def test_security_events_are_recorded_without_secrets(
     events = await trail(db_conn, user_id)
     types = [e["type"] for e in events]
     assert set(types) >= ALL_TYPES, types
-    # Sign-up mails a verification link, and records that it did.
-    assert types[:3] == ["signup", "email_verification_sent", "login_failed"]
+    assert types[:2] == ["signup", "login_failed"]
     assert types[-3:] == ["role_changed", "user_deactivated", "user_deleted"]
     for event in events:
         assert event["ip"] == "127.0.0.1"
@@ -207,7 +206,7 @@ async def test_audit_events_walk_pages_with_filters(
             text("SELECT id FROM auth_events WHERE user_id = :u ORDER BY id DESC"), {"u": target["id"]}
         )
     ).all()
-    assert len(expected) == 9  # signup, email_verification_sent, login_succeeded, 6 x login_failed
+    assert len(expected) == 8  # signup, login_succeeded, 6 x login_failed
 
     seen: list[int] = []
     cursor: str | None = None

@@ -59,9 +59,10 @@ def test_serve_refuses_a_database_behind_head_and_migrate_fixes_it(empty_databas
     assert full.returncode == 0, full.stderr
     assert "applied 0002" in full.stdout
     assert "applied 0003" in full.stdout
+    assert "applied 0006" in full.stdout
     down = run_cli("downgrade", env=env)
     assert down.returncode == 0, down.stderr
-    assert "reverted 0003" in down.stdout
+    assert "reverted 0006" in down.stdout
 
 
 def test_migration_failure_is_one_line(empty_database_url: str, server_url: str) -> None:
@@ -114,7 +115,7 @@ def test_db_history_prints_a_table(database_url: str) -> None:
     assert result.returncode == 0, result.stderr
     header, *rows = result.stdout.splitlines()
     assert header.split()[:3] == ["revision", "executed_at", "duration_ms"]
-    assert [r.split()[0] for r in rows] == ["0001", "0002", "0003"]
+    assert [r.split()[0] for r in rows] == ["0001", "0002", "0003", "0006"]
 
 
 def test_development_without_a_secret_shares_one_across_workers(database_url: str) -> None:

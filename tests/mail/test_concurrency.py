@@ -22,9 +22,10 @@ MESSAGES = 40
 
 
 async def test_three_workers_on_separate_connections_send_each_message_once(
-    database_url: str, engine: AsyncEngine, smtp: SmtpServer
+    mail_database_url: str, mail_engine: AsyncEngine, smtp: SmtpServer
 ) -> None:
-    settings = make_settings(database_url, smtp_url=smtp.url)
+    engine = mail_engine
+    settings = make_settings(mail_database_url, mail_delivery="auto", smtp_url=smtp.url)
     composer = MailComposer(settings.mail_from, settings.product_name)
     async with build_sessionmaker(engine)() as session:
         mail = MailService(OutboxRepository(session), composer)

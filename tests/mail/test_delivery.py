@@ -26,7 +26,11 @@ LINK = "https://app.example.com/account/reset-password?token=SECRET-TOKEN-123"
 
 
 def mail_settings(database_url: str, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {"mail_retry_base_seconds": 0.05, "mail_retry_max_seconds": 0.2}
+    values: dict[str, Any] = {
+        "mail_delivery": "auto",
+        "mail_retry_base_seconds": 0.05,
+        "mail_retry_max_seconds": 0.2,
+    }
     values.update(overrides)
     return make_settings(database_url, **values)
 

@@ -35,7 +35,8 @@ BATCH = 30
 
 
 @pytest.fixture
-async def clean_outbox(engine: AsyncEngine) -> AsyncIterator[None]:
+async def clean_outbox(mail_engine: AsyncEngine) -> AsyncIterator[None]:
+    engine = mail_engine
     async with engine.begin() as conn:
         await conn.execute(text("DELETE FROM mail_outbox"))
     yield
@@ -44,7 +45,7 @@ async def clean_outbox(engine: AsyncEngine) -> AsyncIterator[None]:
 
 
 async def commit_mail(engine: AsyncEngine, database_url: str, addresses: list[str]) -> None:
-    settings = make_settings(database_url)
+    settings = make_settings(database_url, mail_delivery="auto")
     async with build_sessionmaker(engine)() as session:
         mail = MailService(OutboxRepository(session), MailComposer(settings.mail_from, settings.product_name))
         for address in addresses:
@@ -56,10 +57,11 @@ async def commit_mail(engine: AsyncEngine, database_url: str, addresses: list[st
 
 @pytest.mark.usefixtures("clean_outbox")
 async def test_two_serve_processes_wake_on_commit_and_drain_one_outbox_without_duplicates(
-    database_url: str, engine: AsyncEngine, smtp: SmtpServer
+    mail_database_url: str, mail_engine: AsyncEngine, smtp: SmtpServer
 ) -> None:
+    database_url, engine = mail_database_url, mail_engine
     # Polling only every 60 s: within this test only LISTEN/NOTIFY can wake the workers.
-    env = server_env(database_url, SMTP_URL=smtp.url, MAIL_POLL_SECONDS="60")
+    env = server_env(database_url, MAIL_DELIVERY="auto", SMTP_URL=smtp.url, MAIL_POLL_SECONDS="60")
     with running_server(env) as base, running_server(env):
         await asyncio.sleep(1)  # both workers have run their first drain and are listening
         started = time.monotonic()
@@ -109,7 +111,8 @@ def _reset_over_http(base: str, smtp: SmtpServer) -> None:
 
 
 @pytest.mark.usefixtures("clean_outbox")
-async def test_mail_status_shows_the_outbox(database_url: str, engine: AsyncEngine) -> None:
+async def test_mail_status_shows_the_outbox(mail_database_url: str, mail_engine: AsyncEngine) -> None:
+    database_url, engine = mail_database_url, mail_engine
     await commit_mail(engine, database_url, ["status-1@example.com", "status-2@example.com"])
     result = await asyncio.to_thread(run_cli, "mail", "status", env=server_env(database_url))
     assert result.returncode == 0, result.stderr
@@ -131,7 +134,8 @@ async def test_mail_status_shows_the_outbox(database_url: str, engine: AsyncEngi
 def test_production_start_up_refuses_bad_mail_settings_in_one_line(
     database_url: str, extra: dict[str, str], message: str
 ) -> None:
-    env = server_env(database_url, ENVIRONMENT="production", JWT_SECRET=TEST_SECRET, **extra)
+    env = server_env(database_url, ENVIRONMENT="production", JWT_SECRET=TEST_SECRET, MAIL_DELIVERY="auto")
+    env.update(extra)
     if "SMTP_URL" not in extra:
         env.pop("SMTP_URL", None)
     result = run_cli("serve", "--port", "1", env=env)
@@ -151,3 +155,53 @@ def test_production_with_mail_deliberately_off_passes_the_mail_check(database_ur
         result = run_cli("serve", "--port", str(busy.getsockname()[1]), env=env)
     assert result.returncode == 1
     assert "cannot listen on" in result.stderr, result.stderr
+
+
+@pytest.mark.usefixtures("clean_outbox")
+async def test_prune_commands_delete_only_what_is_dead(
+    mail_database_url: str, mail_engine: AsyncEngine
+) -> None:
+    database_url, engine = mail_database_url, mail_engine
+    await commit_mail(engine, database_url, ["old-sent@example.com", "old-pending@example.com"])
+    async with engine.begin() as conn:
+        await conn.execute(text("UPDATE mail_outbox SET created_at = now() - interval '40 days'"))
+        await conn.execute(
+            text(
+                "UPDATE mail_outbox SET status = 'sent', content = NULL"
+                " WHERE recipient = 'old-sent@example.com'"
+            )
+        )
+        user_id = (
+            await conn.execute(
+                text("INSERT INTO users (email, password_hash) VALUES (:e, 'x') RETURNING id"),
+                {"e": "prune-tokens@example.com"},
+            )
+        ).scalar_one()
+        for n, expires in enumerate(["now() - interval '1 minute'", "now() + interval '1 hour'"]):
+            await conn.execute(
+                text(
+                    "INSERT INTO account_tokens (user_id, purpose, token_hash, email, expires_at)"
+                    f" VALUES (:u, 'password_reset', :h, 'prune-tokens@example.com', {expires})"
+                ),
+                {"u": user_id, "h": bytes([n]) * 32},
+            )
+    env = server_env(database_url)
+    try:
+        pruned = await asyncio.to_thread(run_cli, "mail", "prune", "--days", "30", env=env)
+        assert pruned.returncode == 0, pruned.stderr
+        assert "deleted 1 messages" in pruned.stdout
+        sessions = await asyncio.to_thread(run_cli, "prune-sessions", env=env)
+        assert sessions.returncode == 0, sessions.stderr
+        assert "and 1 expired mailed tokens" in sessions.stdout
+        async with engine.connect() as conn:
+            left = (await conn.execute(text("SELECT recipient FROM mail_outbox"))).scalars().all()
+            tokens = (
+                await conn.execute(
+                    text("SELECT count(*) FROM account_tokens WHERE user_id = :u"), {"u": user_id}
+                )
+            ).scalar()
+        assert left == ["old-pending@example.com"]  # never delivered: kept, however old
+        assert tokens == 1
+    finally:
+        async with engine.begin() as conn:
+            await conn.execute(text("DELETE FROM users WHERE id = :u"), {"u": user_id})

@@ -239,3 +239,18 @@ class AccountTokenRepository:
             .values(used_at=func.now())
             .execution_options(synchronize_session=False)
         )
+
+    async def prune(self, *, batch_size: int) -> int:
+        """Delete one batch of expired tokens (spent or not, they are dead); returns how many."""
+        doomed = (
+            select(AccountToken.id)
+            .where(AccountToken.expires_at < func.now())
+            .limit(batch_size)
+            .with_for_update(skip_locked=True)
+        )
+        result = await self.session.execute(
+            delete(AccountToken)
+            .where(AccountToken.id.in_(doomed.scalar_subquery()))
+            .execution_options(synchronize_session=False)
+        )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -1,8 +1,9 @@
-"""Mail commands of the CLI: `userapi mail status` (the outbox at a glance)."""
+"""Mail commands of the CLI: `userapi mail status` (the outbox at a glance) and `mail prune`."""
 
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import typer
@@ -57,3 +58,30 @@ def status(
 
     for line in asyncio.run(run()):
         typer.echo(line)
+
+
+@app.command()
+@one_line_errors
+def prune(
+    days: Annotated[int, typer.Option(min=0, help="Keep sent and failed messages this many days.")] = 30,
+    batch_size: Annotated[int, typer.Option(min=1, max=100_000)] = 5_000,
+) -> None:
+    """Delete sent and failed messages older than --days, in batches (pending ones are kept)."""
+    from userapi.db.session import session_scope
+    from userapi.mail.service import MailService
+
+    settings = settings_with_database()
+    before = datetime.now(UTC) - timedelta(days=days)
+
+    async def run() -> int:
+        total = 0
+        while True:  # one short transaction per batch
+            async with session_scope(settings) as session:
+                deleted = await MailService.for_session(session, None).prune_batch(
+                    before=before, batch_size=batch_size
+                )
+            total += deleted
+            if deleted < batch_size:
+                return total
+
+    typer.echo(f"deleted {asyncio.run(run())} messages")

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import event, func, insert, literal, select, update
+from sqlalchemy import delete, event, func, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 
@@ -129,3 +129,18 @@ class OutboxRepository:
             .limit(limit)
         )
         return list(await self.session.scalars(stmt))
+
+    async def prune(self, *, before: datetime, batch_size: int) -> int:
+        """Delete one batch of sent or failed messages created before `before`; how many."""
+        doomed = (
+            select(OutboxMessage.id)
+            .where(OutboxMessage.status != OutboxStatus.pending.value, OutboxMessage.created_at < before)
+            .limit(batch_size)
+            .with_for_update(skip_locked=True)
+        )
+        result = await self.session.execute(
+            delete(OutboxMessage)
+            .where(OutboxMessage.id.in_(doomed.scalar_subquery()))
+            .execution_options(synchronize_session=False)
+        )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]

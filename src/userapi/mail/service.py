@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -72,3 +73,10 @@ class MailService:
     async def recent(self, limit: int = 20) -> list[OutboxMessage]:
         """The newest `limit` messages, without their content."""
         return await self.repository.recent(limit)
+
+    async def prune_batch(self, *, before: datetime, batch_size: int) -> int:
+        """Delete up to `batch_size` sent or failed messages created before `before`; how many.
+
+        Pending messages are never pruned: they have not been delivered yet.
+        """
+        return await self.repository.prune(before=before, batch_size=batch_size)
