@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
@@ -264,3 +265,36 @@ async def test_development_default_writes_eml_files_and_logs_the_path_never_the_
     lines = [r.getMessage() for r in caplog.records]
     assert [line for line in lines if str(path) in line], lines
     assert not [line for line in lines if "SECRET-TOKEN-123" in line]
+
+
+def _sample(name: str, **labels: str) -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_metrics_count_queued_on_commit_and_every_outcome(
+    database_url: str, smtp: SmtpServer, sessions: async_sessionmaker[AsyncSession], client: httpx.AsyncClient
+) -> None:
+    settings = mail_settings(database_url, smtp_url=smtp.url, mail_max_attempts=1)
+    name = "userapi_mail_messages_total"
+    before = {e: _sample(name, event=e, template="password_reset") for e in ("queued", "sent", "failed")}
+    async with sessions() as session:
+        await mail_service(session, settings).enqueue(
+            MailTemplate.password_reset, "counted@example.com", link=LINK, expires_in="30 minutes"
+        )
+        await session.rollback()
+    assert _sample(name, event="queued", template="password_reset") == before["queued"]  # rolled back
+    async with sessions() as session:
+        await enqueue(session, settings, "counted@example.com")
+        await enqueue(session, settings, "bounce@example.com")
+    assert _sample(name, event="queued", template="password_reset") == before["queued"] + 2
+    delivery = worker(sessions, settings)
+    await delivery.refresh_gauges()
+    assert _sample("userapi_mail_pending_messages") >= 2
+    await delivery.drain()
+    assert _sample(name, event="sent", template="password_reset") == before["sent"] + 1
+    assert _sample(name, event="failed", template="password_reset") == before["failed"] + 1
+    exposed = (await client.get("/metrics")).text
+    for metric in ("userapi_mail_messages_total", "userapi_mail_oldest_pending_age_seconds"):
+        assert metric in exposed

@@ -38,6 +38,18 @@ async def test_mail_requests_are_throttled_per_address_known_or_not(
     assert throttled == 4
 
 
+async def test_an_address_change_counts_against_the_new_address_too(
+    mail_client_factory: MailClientFactory,
+) -> None:
+    client, _ = await mail_client_factory(rate_limit_mail_address="2/minute")
+    target = unique_email("victim")
+    for n in range(3):
+        account = await make_account(client)  # a fresh account each time: only the target repeats
+        change = {"new_email": target, "current_password": PASSWORD}
+        response = await client.post(f"{API}/users/me/email", json=change, headers=account.headers)
+        assert response.status_code == (202 if n < 2 else 429), response.text
+
+
 async def test_mail_requests_are_throttled_per_client_ip(mail_client_factory: MailClientFactory) -> None:
     client, _ = await mail_client_factory(rate_limit_mail_ip="3/minute")
     for _ in range(3):

@@ -62,27 +62,30 @@ async def test_two_serve_processes_wake_on_commit_and_drain_one_outbox_without_d
     database_url, engine = mail_database_url, mail_engine
     # Polling only every 60 s: within this test only LISTEN/NOTIFY can wake the workers.
     env = server_env(database_url, MAIL_DELIVERY="auto", SMTP_URL=smtp.url, MAIL_POLL_SECONDS="60")
+    # Committed while no worker runs (as after a crash right after a commit): not lost.
+    await commit_mail(engine, database_url, ["waiting@example.com"])
     with running_server(env) as base, running_server(env):
+        await asyncio.to_thread(smtp.wait_for, 1, 30)
         await asyncio.sleep(1)  # both workers have run their first drain and are listening
         started = time.monotonic()
         await commit_mail(engine, database_url, ["notify@example.com"])
-        await asyncio.to_thread(smtp.wait_for, 1, 10)
+        await asyncio.to_thread(smtp.wait_for, 2, 10)
         assert time.monotonic() - started < 5
 
         addresses = [f"proc-{n}@example.com" for n in range(BATCH)]
         await commit_mail(engine, database_url, addresses)
-        await asyncio.to_thread(smtp.wait_for, BATCH + 1, 30)
+        await asyncio.to_thread(smtp.wait_for, BATCH + 2, 30)
         await asyncio.sleep(1.5)  # time for a duplicate to show up, if one were coming
         await asyncio.to_thread(_reset_over_http, base, smtp)
     per_address = Counter(r.rcpt_tos[0] for r in smtp.received)
     assert per_address.pop(RESET_ADDRESS) == 2  # verification and reset
-    assert sorted(per_address) == sorted([*addresses, "notify@example.com"])
+    assert sorted(per_address) == sorted([*addresses, "notify@example.com", "waiting@example.com"])
     assert set(per_address.values()) == {1}, [a for a, n in per_address.items() if n > 1]
     async with engine.connect() as conn:
         statuses = (
             await conn.execute(text("SELECT status, count(*) FROM mail_outbox GROUP BY status"))
         ).all()
-    assert dict(statuses) == {"sent": BATCH + 3}
+    assert dict(statuses) == {"sent": BATCH + 4}
 
 
 RESET_ADDRESS = "served@example.com"

@@ -153,8 +153,9 @@ class RecoveryService:
         changes until the link is used. Raises MailUnavailable, Throttled, WrongCurrentPassword,
         EmailUnchanged, EmailTaken."""
         self.mail.require_available()
-        # Before the password check: it bounds guesses of the password too.
-        await self._throttle_mail(user.email, client, user)
+        # Before the password check: it bounds guesses of the password too. The new address is
+        # counted as well, so no number of accounts can flood a stranger with confirmations.
+        await self._throttle_mail(user.email, client, user, also=new_email)
         if not await self.hasher.verify(current_password, user.password_hash):
             raise WrongCurrentPassword("The current password is not correct")
         if new_email == user.email:
@@ -204,9 +205,13 @@ class RecoveryService:
         # otherwise mail the victim a link to the attacker's site with a valid token in it).
         return f"{self.settings.account_base_url}/{page}?{urlencode({'token': token})}"
 
-    async def _throttle_mail(self, email: str, client: ClientInfo, user: User | None) -> None:
+    async def _throttle_mail(
+        self, email: str, client: ClientInfo, user: User | None, also: str | None = None
+    ) -> None:
         try:
             await self.throttle.hit_mail(email, client.ip)
+            if also is not None:
+                await self.throttle.hit_mail_address(also)
         except Throttled:
             await self.audit.record(
                 EventType.account_mail_throttled,
