@@ -53,3 +53,38 @@ async def test_three_workers_on_separate_connections_send_each_message_once(
             await e.dispose()
         async with engine.begin() as conn:
             await conn.execute(text("DELETE FROM mail_outbox WHERE recipient LIKE 'many-%'"))
+
+
+async def test_a_message_held_by_one_worker_does_not_stall_another(
+    mail_database_url: str, mail_engine: AsyncEngine, smtp: SmtpServer
+) -> None:
+    settings = make_settings(mail_database_url, mail_delivery="auto", smtp_url=smtp.url)
+    composer = MailComposer(settings.mail_from, settings.product_name)
+    async with build_sessionmaker(mail_engine)() as session:
+        mail = MailService(OutboxRepository(session), composer)
+        for n in range(3):
+            await mail.enqueue(
+                MailTemplate.password_reset, f"held-{n}@example.com", link="x", expires_in="1 minute"
+            )
+        await session.commit()
+    transport = build_transport(settings)
+    assert transport is not None
+    other = build_engine(settings, pool_size=1)
+    try:
+        async with mail_engine.connect() as holder:
+            # Another worker, mid-send on the oldest message, holds its row.
+            await holder.execute(
+                text("SELECT id FROM mail_outbox WHERE recipient = 'held-0@example.com' FOR UPDATE")
+            )
+            result = await asyncio.wait_for(
+                DeliveryWorker(build_sessionmaker(other), transport, settings).drain(), 10
+            )
+            assert result.sent == 2  # the two it could take, without waiting for the held one
+            await holder.rollback()
+        result = await DeliveryWorker(build_sessionmaker(other), transport, settings).drain()
+        assert result.sent == 1
+        assert sorted(r.rcpt_tos[0] for r in smtp.wait_for(3)) == [f"held-{n}@example.com" for n in range(3)]
+    finally:
+        await other.dispose()
+        async with mail_engine.begin() as conn:
+            await conn.execute(text("DELETE FROM mail_outbox WHERE recipient LIKE 'held-%'"))
