@@ -27,7 +27,7 @@ from userapi.mail.composer import MailComposer
 from userapi.mail.constants import MailTemplate
 from userapi.mail.service import MailService
 
-ROUNDS = 100
+ROUNDS = 60
 
 
 @contextmanager
