@@ -26,7 +26,7 @@ async def test_three_workers_on_separate_connections_send_each_message_once(
 ) -> None:
     engine = mail_engine
     settings = make_settings(mail_database_url, mail_delivery="auto", smtp_url=smtp.url)
-    composer = MailComposer(settings.mail_from, settings.product_name)
+    composer = MailComposer.from_settings(settings)
     async with build_sessionmaker(engine)() as session:
         mail = MailService(OutboxRepository(session), composer)
         for n in range(MESSAGES):
@@ -59,7 +59,7 @@ async def test_a_message_held_by_one_worker_does_not_stall_another(
     mail_database_url: str, mail_engine: AsyncEngine, smtp: SmtpServer
 ) -> None:
     settings = make_settings(mail_database_url, mail_delivery="auto", smtp_url=smtp.url)
-    composer = MailComposer(settings.mail_from, settings.product_name)
+    composer = MailComposer.from_settings(settings)
     async with build_sessionmaker(mail_engine)() as session:
         mail = MailService(OutboxRepository(session), composer)
         for n in range(3):

@@ -37,7 +37,7 @@ def mail_settings(database_url: str, **overrides: Any) -> Settings:
 
 
 def mail_service(session: AsyncSession, settings: Settings) -> MailService:
-    return MailService(OutboxRepository(session), MailComposer(settings.mail_from, settings.product_name))
+    return MailService(OutboxRepository(session), MailComposer.from_settings(settings))
 
 
 def worker(sessions: async_sessionmaker[AsyncSession], settings: Settings) -> DeliveryWorker:
@@ -74,6 +74,9 @@ async def test_a_queued_message_goes_out_over_smtp_with_proper_headers(
     )
     message_id = await enqueue(session, settings, "ada@example.com")
     assert smtp.received == []  # queued, not sent: nothing leaves before the worker runs
+    stored = (await outbox_row(db_conn, message_id))["content"]
+    assert b"SECRET-TOKEN-123" not in stored  # sealed at rest (AES-GCM, KEY_ENCRYPTION_SECRET)
+    assert b"ada@example.com" not in stored
 
     result = await worker(sessions, settings).drain()
 
@@ -298,3 +301,21 @@ async def test_metrics_count_queued_on_commit_and_every_outcome(
     exposed = (await client.get("/metrics")).text
     for metric in ("userapi_mail_messages_total", "userapi_mail_oldest_pending_age_seconds"):
         assert metric in exposed
+
+
+async def test_a_message_sealed_under_another_key_fails_at_once_and_is_not_sent(
+    database_url: str,
+    smtp: SmtpServer,
+    sessions: async_sessionmaker[AsyncSession],
+    session: AsyncSession,
+    db_conn: AsyncConnection,
+) -> None:
+    before = mail_settings(database_url, smtp_url=smtp.url, key_encryption_secret="k" * 40)
+    message_id = await enqueue(session, before, "rotated@example.com")
+    after = mail_settings(database_url, smtp_url=smtp.url, key_encryption_secret="n" * 40)
+    result = await worker(sessions, after).drain()
+    assert (result.sent, result.failed) == (0, 1)
+    row = await outbox_row(db_conn, message_id)
+    assert (row["status"], row["attempts"]) == ("failed", 1)
+    assert "KEY_ENCRYPTION_SECRET" in row["last_error"]
+    assert smtp.received == []

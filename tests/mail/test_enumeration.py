@@ -101,7 +101,7 @@ async def _compare_timings(
     would differ by about that much, and fail."""
     client, _ = mail_client
     known = [(await make_account(client))["email"] for _ in range(4)]
-    composer = MailComposer(settings.mail_from, settings.product_name)
+    composer = MailComposer.from_settings(settings)
     client_info = ClientInfo(ip="127.0.0.1", user_agent=None)
 
     async def skippable_work() -> None:

@@ -47,7 +47,7 @@ async def clean_outbox(mail_engine: AsyncEngine) -> AsyncIterator[None]:
 async def commit_mail(engine: AsyncEngine, database_url: str, addresses: list[str]) -> None:
     settings = make_settings(database_url, mail_delivery="auto")
     async with build_sessionmaker(engine)() as session:
-        mail = MailService(OutboxRepository(session), MailComposer(settings.mail_from, settings.product_name))
+        mail = MailService(OutboxRepository(session), MailComposer.from_settings(settings))
         for address in addresses:
             await mail.enqueue(
                 MailTemplate.password_reset, address, link="https://x.example/r", expires_in="30 minutes"

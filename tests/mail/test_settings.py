@@ -13,6 +13,7 @@ from userapi.mail.transport import parse_smtp_url
 
 def settings(**values: Any) -> Settings:
     values.setdefault("jwt_secret", "s" * 40)
+    values.setdefault("key_encryption_secret", "k" * 40)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
 

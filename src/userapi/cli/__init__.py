@@ -77,7 +77,7 @@ def _mail_summary(settings: Settings) -> str:
     transport = build_transport(settings)
     if transport is None:
         return "off (MAIL_DELIVERY=off: endpoints that need mail answer 503)"
-    MailComposer(settings.mail_from, settings.product_name)  # MAIL_FROM and the templates load
+    MailComposer.from_settings(settings)  # MAIL_FROM, the templates and the cipher load
     if isinstance(transport, FileTransport):
         return f".eml files in {transport.directory} (no SMTP_URL)"
     assert isinstance(transport, SmtpTransport)

@@ -11,13 +11,23 @@ from typing import Any
 
 import jinja2
 
-from userapi.core.config import ConfigError
+from userapi.core.config import ConfigError, Settings
+from userapi.core.crypto import AtRestCipher
 from userapi.mail.constants import AUTO_SUBMITTED, MailTemplate
+
+# HKDF label of the key that seals outbox content (core.crypto derives one key per purpose).
+OUTBOX_PURPOSE = "mail-outbox"
+
+
+def outbox_cipher(settings: Settings) -> AtRestCipher:
+    """The cipher of stored messages: AES-GCM under a key derived from KEY_ENCRYPTION_SECRET."""
+    return AtRestCipher(settings.key_encryption_secret, OUTBOX_PURPOSE)
 
 
 @dataclass(frozen=True, slots=True)
 class ComposedMail:
-    """A message ready for the outbox: `content` is the whole message as bytes (CRLF line ends)."""
+    """A message ready for the outbox: `content` is the whole message (RFC 5322 bytes, CRLF line
+    ends) sealed for its Message-ID, since it carries a live token until it is delivered."""
 
     template: MailTemplate
     recipient: str
@@ -45,9 +55,10 @@ class MailComposer:
     autoescaped; the text part is not (it is not markup), so values there must be plain text.
     """
 
-    def __init__(self, mail_from: str, product_name: str) -> None:
+    def __init__(self, mail_from: str, product_name: str, cipher: AtRestCipher) -> None:
         self.sender = parse_sender(mail_from)
         self.product_name = product_name
+        self.cipher = cipher
         loader = jinja2.PackageLoader("userapi.mail", "templates")
         self._html = jinja2.Environment(
             loader=loader, autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True
@@ -55,6 +66,11 @@ class MailComposer:
         self._text = jinja2.Environment(
             loader=loader, autoescape=False, undefined=jinja2.StrictUndefined, trim_blocks=True
         )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> MailComposer:
+        """MAIL_FROM, PRODUCT_NAME and the outbox cipher. Raises ConfigError for a bad MAIL_FROM."""
+        return cls(settings.mail_from, settings.product_name, outbox_cipher(settings))
 
     def compose(self, template: MailTemplate, recipient: str, context: dict[str, Any]) -> ComposedMail:
         """The message for `recipient`. Raises jinja2.TemplateError for a template bug."""
@@ -74,4 +90,5 @@ class MailComposer:
         message["X-Auto-Response-Suppress"] = "All"
         message.set_content(text)
         message.add_alternative(html, subtype="html")
-        return ComposedMail(template, recipient, message_id, message.as_bytes(policy=policy.SMTP))
+        sealed = self.cipher.seal(message.as_bytes(policy=policy.SMTP), message_id)
+        return ComposedMail(template, recipient, message_id, sealed)

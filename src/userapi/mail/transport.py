@@ -24,8 +24,8 @@ logger = logging.getLogger("userapi.mail")
 
 
 class Connection(Protocol):
-    async def send(self, message: OutboxMessage) -> None:
-        """Deliver one outbox message. Raises DeliveryError."""
+    async def send(self, message: OutboxMessage, content: bytes) -> None:
+        """Deliver one outbox message (`content`: its opened RFC 5322 bytes). Raises DeliveryError."""
 
 
 class Transport(Protocol):
@@ -93,10 +93,9 @@ class _SmtpConnection:
         self.client = client
         self.sender = sender
 
-    async def send(self, message: OutboxMessage) -> None:
-        assert message.content is not None, "a pending message keeps its content"
+    async def send(self, message: OutboxMessage, content: bytes) -> None:
         try:
-            await self.client.sendmail(self.sender, [message.recipient], message.content)
+            await self.client.sendmail(self.sender, [message.recipient], content)
         except (aiosmtplib.SMTPException, OSError) as exc:
             raise _classify(exc) from None
         logger.info(
@@ -146,8 +145,7 @@ class _FileConnection:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
 
-    async def send(self, message: OutboxMessage) -> None:
-        assert message.content is not None, "a pending message keeps its content"
+    async def send(self, message: OutboxMessage, content: bytes) -> None:
         stamp = message.created_at.strftime("%Y%m%dT%H%M%S")
         path = self.directory / f"{stamp}-{message.id:06d}-{message.template}.eml"
         try:
@@ -155,7 +153,7 @@ class _FileConnection:
             # Written whole, then renamed: a reader never sees half a message.
             fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=".eml")
             with os.fdopen(fd, "wb") as out:
-                out.write(message.content)
+                out.write(content)
             os.replace(tmp, path)
         except OSError as exc:
             raise DeliveryError(f"cannot write {path}: {exc.strerror}", transport=True) from None

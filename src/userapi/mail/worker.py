@@ -13,7 +13,9 @@ from datetime import timedelta
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from userapi.core.config import Settings
+from userapi.core.crypto import SealedDataError
 from userapi.db.listen import Listener
+from userapi.mail.composer import outbox_cipher
 from userapi.mail.exceptions import DeliveryError
 from userapi.mail.metrics import MAIL_MESSAGES, MAIL_OLDEST_PENDING_AGE, MAIL_PENDING
 from userapi.mail.models import OutboxMessage
@@ -58,6 +60,7 @@ class DeliveryWorker:
     ) -> None:
         self.sessionmaker = sessionmaker
         self.transport = transport
+        self.cipher = outbox_cipher(settings)
         self.max_attempts = settings.mail_max_attempts
         self.base = settings.mail_retry_base_seconds
         self.cap = settings.mail_retry_max_seconds
@@ -84,10 +87,11 @@ class DeliveryWorker:
                     if message is None:
                         break
                     try:
+                        content = self._open(message)
                         if connection is None:
                             connection = await stack.enter_async_context(self.transport.connect())
                             self._transport_failures = 0
-                        await connection.send(message)
+                        await connection.send(message, content)
                     except DeliveryError as exc:
                         outcome = await self._reschedule(repository, message, exc)
                         down = exc if exc.transport else None
@@ -100,6 +104,16 @@ class DeliveryWorker:
                 if down is not None:
                     raise TransportDown(down.reason)
         return result
+
+    def _open(self, message: OutboxMessage) -> bytes:
+        """The message as sent. Raises DeliveryError (permanent) if it cannot be opened: sealed
+        under another KEY_ENCRYPTION_SECRET, or altered; no retry can change that."""
+        if message.content is None:
+            raise DeliveryError("the stored message has no content", permanent=True)
+        try:
+            return self.cipher.open(message.content, message.message_id)
+        except SealedDataError as exc:
+            raise DeliveryError(str(exc), permanent=True) from None
 
     async def _reschedule(
         self, repository: OutboxRepository, message: OutboxMessage, exc: DeliveryError
