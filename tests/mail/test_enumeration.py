@@ -23,6 +23,7 @@ from userapi.auth.repository import AccountTokenRepository
 from userapi.core.client import ClientInfo
 from userapi.core.config import Settings
 from userapi.core.throttle import Throttle
+from userapi.guard.service import SecretGuard
 from userapi.mail.composer import MailComposer
 from userapi.mail.constants import MailTemplate
 from userapi.mail.service import MailService
@@ -107,7 +108,9 @@ async def _compare_timings(
     async def skippable_work() -> None:
         async with sessions() as session:
             tokens = AccountTokens(
-                AccountTokenRepository(session), Throttle(settings), AuditService.for_session(session)
+                AccountTokenRepository(session),
+                SecretGuard(Throttle(settings), AuditService.for_session(session)),
+                AuditService.for_session(session),
             )
             raw = await tokens.issue_nothing(TokenPurpose.password_reset, "x@example.com", 1800, client_info)
             await MailService.for_session(session, composer).enqueue_nothing(

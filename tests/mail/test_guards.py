@@ -63,7 +63,7 @@ async def test_mail_requests_are_throttled_per_client_ip(mail_client_factory: Ma
 async def test_token_submissions_are_throttled_per_client_ip_before_any_lookup(
     mail_client_factory: MailClientFactory,
 ) -> None:
-    client, mailbox = await mail_client_factory(rate_limit_account_token_ip="3/minute")
+    client, mailbox = await mail_client_factory(rate_limit_secret_ip="3/minute")
     account = await make_account(client)
     token = link_token(await mailbox.one_to(account["email"]), "verify-email")
     for guess in ("a" * 43, "b" * 43, "c" * 43):
