@@ -179,7 +179,9 @@ async def test_require_verified_email_refuses_login_only_after_the_right_passwor
     assert_problem(wrong, 401, "invalid_credentials")  # the same as for anyone: no hint
     right = await client.post(f"{API}/auth/login", json={"email": email, "password": PASSWORD})
     assert_problem(right, 403, "email_not_verified")
-    form = await client.post(f"{API}/auth/token", data={"username": email, "password": PASSWORD})
+    form = await client.post(
+        f"{API}/auth/token", data={"grant_type": "password", "username": email, "password": PASSWORD}
+    )
     assert_problem(form, 403, "email_not_verified")
     assert (await verify(client, token)).status_code == 204
     assert (

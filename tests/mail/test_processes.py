@@ -103,7 +103,7 @@ def _reset_over_http(base: str, smtp: SmtpServer) -> None:
         arrived = smtp.wait_for(before + 2, 30)[before:]
         reset = next(r for r in arrived if "reset-password" in r.text)
         token = re.findall(r"/account/reset-password\?token=([A-Za-z0-9_-]+)", reset.text)[0]
-        new = "served passphrase 99"
+        new = "quiet harbor lantern 7"
         assert (
             http.post(f"{API}/auth/password/reset", json={"token": token, "new_password": new}).status_code
             == 204

@@ -16,7 +16,8 @@ from userapi.core.config import Settings
 from userapi.core.exceptions import Throttled
 from userapi.core.security import PasswordHasher
 from userapi.core.throttle import Throttle
-from userapi.guard.service import SecretGuard
+from userapi.guard.constants import SecretKind
+from userapi.guard.service import SecretGuard, Verdict
 from userapi.mail.constants import MailTemplate
 from userapi.mail.service import MailService
 from userapi.users.exceptions import EmailTaken
@@ -153,11 +154,22 @@ class RecoveryService:
         changes until the link is used. Raises MailUnavailable, Throttled, WrongCurrentPassword,
         EmailUnchanged, EmailTaken."""
         self.mail.require_available()
-        # Before the password check: it bounds guesses of the password too. The new address is
-        # counted as well, so no number of accounts can flood a stranger with confirmations.
+        # The new address is counted as well, so no number of accounts can flood a stranger.
         await self._throttle_mail(user.email, client, user, also=new_email)
-        if not await self.hasher.verify(current_password, user.password_hash):
-            raise WrongCurrentPassword("The current password is not correct")
+
+        async def verify() -> Verdict:
+            checked = await self.hasher.verify(current_password, user.password_hash)
+            return Verdict(checked.valid, "wrong_password")
+
+        # Through the guard, like the password change: counted first, failures audited.
+        await self.guard.check(
+            SecretKind.current_password,
+            verify,
+            account=str(user.id),
+            client=client,
+            refuse=WrongCurrentPassword("The current password is not correct"),
+            user_id=user.id,
+        )
         if new_email == user.email:
             raise EmailUnchanged("That is already your address")
         if await self.users.get_by_email(new_email) is not None:
