@@ -261,3 +261,20 @@ def test_replicas_trust_exactly_the_network_they_share_with_nginx(
     # Any other member of that network could send a forged X-Forwarded-For and be believed.
     members = {name for name, service in services.items() if networks_of(service) & shared}
     assert members == {"proxy", "api-replica"}
+
+
+def test_the_api_sends_mail_to_mailpit_whose_inbox_is_published(services: dict[str, Any]) -> None:
+    for name in ("api", "api-replica"):
+        smtp = urlsplit(env_of(services[name])["SMTP_URL"])
+        assert smtp.scheme == "smtp", name
+        mailpit = services[smtp.hostname or ""]
+        assert mailpit["image"].startswith("axllent/mailpit:"), name
+        assert re.match(r"axllent/mailpit:v\d+\.\d+", mailpit["image"]), "pin the Mailpit version"
+        assert smtp.port == 1025, "Mailpit's SMTP port"
+        assert networks_of(mailpit) & networks_of(services[name]), name
+    assert depends_of(services["api"])["mailpit"] == "service_started"
+    assert "profiles" not in services["mailpit"], "`docker compose up` starts it"
+    assert container_ports(services["mailpit"]) == {8025}  # the web inbox; SMTP stays internal
+    public = urlsplit(env_of(services["api"])["PUBLIC_URL"])
+    assert public.scheme in ("http", "https")
+    assert public.hostname

@@ -26,9 +26,11 @@ from userapi.core.openapi import install_openapi
 from userapi.core.runtime import Runtime
 from userapi.core.security import PasswordHasher, TokenCodec, hmac_key_entry
 from userapi.core.throttle import Throttle
-from userapi.db.reads import ReadPool, bind_to_pool, create_pool
+from userapi.db.reads import ReadPool, bind_to_pool, create_pool, read_dsn
 from userapi.db.session import build_engine, build_sessionmaker
 from userapi.keys.service import key_loader
+from userapi.mail.transport import build_transport
+from userapi.mail.worker import DeliveryWorker
 
 
 def build_token_codec(settings: Settings, engine: AsyncEngine) -> TokenCodec:
@@ -63,6 +65,8 @@ def build_runtime(settings: Settings) -> Runtime:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The ASGI app; its runtime is `app.state.runtime`, read by routes only through `RuntimeDep`."""
     settings = settings or get_settings()
+    # Mail settings are checked before anything starts (ConfigError names the setting).
+    transport = build_transport(settings)
     runtime = build_runtime(settings)
 
     @asynccontextmanager
@@ -74,6 +78,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # not open with KEY_ENCRYPTION_SECRET stops the process here, not a request later.
         await runtime.tokens.keys.load()
         warm_up = asyncio.create_task(runtime.hasher.warm_up())
+        # One delivery worker per process; SKIP LOCKED lets any number share the outbox.
+        delivery: tuple[DeliveryWorker, asyncio.Task[None]] | None = None
+        if transport is not None:
+            worker = DeliveryWorker(runtime.sessionmaker, transport, settings, read_dsn(settings))
+            delivery = (worker, asyncio.create_task(worker.run()))
         # What start-up made lives as long as the process: move it out of the collector's way,
         # so full collections stop walking it (they stalled requests ~75 ms under load).
         gc.collect()
@@ -81,6 +90,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            if delivery is not None:
+                await delivery[0].stop(delivery[1])
             warm_up.cancel()
             await runtime.tokens.keys.aclose()
             await read_pool.close()

@@ -309,6 +309,11 @@ PUBLIC_ROUTES = {
     ("POST", "/api/v1/auth/token"),
     ("POST", "/api/v1/auth/refresh"),
     ("POST", "/api/v1/auth/logout"),
+    # Mailed-link flows: the token (or, for forgot, nothing) is the credential.
+    ("POST", "/api/v1/auth/password/forgot"),
+    ("POST", "/api/v1/auth/password/reset"),
+    ("POST", "/api/v1/auth/email/verify"),
+    ("POST", "/api/v1/auth/email/change/confirm"),
     ("GET", "/health/live"),
     ("GET", "/health/ready"),
     ("GET", "/.well-known/jwks.json"),

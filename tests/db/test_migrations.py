@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -17,8 +18,11 @@ from tests.fixtures.helpers import run_cli, server_env
 from userapi.core.config import to_async_url
 from userapi.db import migrate
 
-HEAD = "0005"
-REVISIONS = ["0001", "0002", "0003", "0004", "0005"]
+# Every revision file, in order (each names itself NNNN_...): the tests follow new migrations.
+REVISIONS = sorted(
+    p.name[:4] for p in (Path(migrate.__file__).parent.parent / "migrations" / "versions").glob("[0-9]*.py")
+)
+HEAD = REVISIONS[-1]
 
 
 def _dsn(url: str, database: str) -> str:

@@ -40,6 +40,11 @@ async def fuzz_server(server_url: str) -> AsyncIterator[dict[str, Any]]:
             RATE_LIMIT_REGISTER_IP=high,
             RATE_LIMIT_SECRET_ACCOUNT=high,
             RATE_LIMIT_SECRET_IP=high,
+            # Mail on (.eml files in a temp DATA_DIR; this database is the fuzz's own), so the
+            # mail flows are fuzzed too rather than all answering 503 mail_unavailable.
+            MAIL_DELIVERY="auto",
+            RATE_LIMIT_MAIL_ADDRESS=high,
+            RATE_LIMIT_MAIL_IP=high,
         )
         with running_server(env) as base:
             accounts: dict[str, Any] = {"base": base}

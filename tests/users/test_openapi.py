@@ -272,6 +272,7 @@ def test_user_schemas_document_no_secret(spec: dict[str, Any]) -> None:
         "full_name",
         "role",
         "is_active",
+        "email_verified_at",
         "created_at",
         "updated_at",
     }
@@ -288,6 +289,7 @@ def test_the_validator_rejects_bodies_that_break_the_schema(spec: dict[str, Any]
         "full_name": None,
         "role": "user",
         "is_active": True,
+        "email_verified_at": None,
         "created_at": "2024-05-01T12:00:00+00:00",
         "updated_at": "2024-05-01T12:00:00+00:00",
     }
@@ -301,6 +303,7 @@ def test_the_validator_rejects_bodies_that_break_the_schema(spec: dict[str, Any]
         {**good, "full_name": 5},
         {**good, "id": "not-a-uuid"},
         {**good, "created_at": "2024-05-01T12:00:00"},
+        {**good, "email_verified_at": "yesterday"},
     ]
     for body in broken:
         with pytest.raises((AssertionError, ValueError)):

@@ -31,3 +31,12 @@ class EventType(enum.StrEnum):
     signing_key_created = "signing_key_created"
     signing_key_rotated = "signing_key_rotated"
     signing_key_retired = "signing_key_retired"
+    # Account recovery and verified addresses (mailed one-time tokens).
+    password_reset_requested = "password_reset_requested"
+    password_reset_completed = "password_reset_completed"
+    email_verification_sent = "email_verification_sent"
+    email_verified = "email_verified"
+    email_change_requested = "email_change_requested"
+    email_changed = "email_changed"
+    account_token_rejected = "account_token_rejected"
+    account_mail_throttled = "account_mail_throttled"

@@ -9,15 +9,19 @@ from fastapi.security import OAuth2PasswordBearer
 from pydantic import ValidationError
 
 from userapi.audit.dependencies import AuditServiceDep
+from userapi.auth.account_tokens import AccountTokens
 from userapi.auth.exceptions import InvalidRequest, UnsupportedGrantType
-from userapi.auth.repository import AuthRepository
+from userapi.auth.recovery import RecoveryService
+from userapi.auth.repository import AccountTokenRepository, AuthRepository
 from userapi.auth.schemas import LoginRequest
 from userapi.auth.service import Authenticator, AuthService, SessionRevoker
 from userapi.auth.service import Principal as Principal  # re-exported: the web layers' type of the caller
-from userapi.core.exceptions import Unauthenticated
+from userapi.core.exceptions import InvalidToken, Unauthenticated
 from userapi.core.runtime import RuntimeDep
+from userapi.core.security import AccessClaims
 from userapi.db.session import SessionDep
 from userapi.guard.dependencies import SecretGuardDep
+from userapi.mail.dependencies import MailServiceDep
 from userapi.users.models import User
 from userapi.users.service import UserService
 
@@ -36,25 +40,43 @@ async def get_sessions(session: SessionDep) -> SessionRevoker:
 SessionsDep = Annotated[SessionRevoker, Depends(get_sessions)]
 
 
-async def get_auth_service(
+async def get_recovery_service(
     session: SessionDep,
     runtime: RuntimeDep,
     sessions: SessionsDep,
     audit: AuditServiceDep,
     guard: SecretGuardDep,
-) -> AuthService:
+    mail: MailServiceDep,
+) -> RecoveryService:
     # The users service is built here, not taken from users.dependencies: that module takes
     # `SessionsDep` from this one, and the two must not import each other.
     users = UserService.for_session(session, runtime.hasher, sessions, audit)
+    tokens = AccountTokens(AccountTokenRepository(session), guard, audit)
+    return RecoveryService(
+        tokens, users, sessions, mail, audit, guard, runtime.hasher, runtime.throttle, runtime.settings
+    )
+
+
+RecoveryServiceDep = Annotated[RecoveryService, Depends(get_recovery_service)]
+
+
+async def get_auth_service(
+    session: SessionDep,
+    runtime: RuntimeDep,
+    audit: AuditServiceDep,
+    guard: SecretGuardDep,
+    recovery: RecoveryServiceDep,
+) -> AuthService:
     return AuthService(
         AuthRepository(session),
-        users,
+        recovery.users,
         audit,
         runtime.hasher,
         runtime.tokens,
         runtime.throttle,
         guard,
         runtime.settings,
+        recovery,
     )
 
 
@@ -116,4 +138,17 @@ async def get_current_user(principal: CurrentPrincipal) -> User:
     return principal.user
 
 
+async def get_optional_claims(
+    runtime: RuntimeDep, token: Annotated[str | None, Depends(oauth2_scheme)]
+) -> AccessClaims | None:
+    """The caller's claims when a valid access token came along (public routes that can use it)."""
+    if not token:
+        return None
+    try:
+        return (await Authenticator.on(runtime.tokens, runtime.reads).authenticate(token)).claims
+    except InvalidToken:
+        return None
+
+
+OptionalClaims = Annotated[AccessClaims | None, Depends(get_optional_claims)]
 CurrentUser = Annotated[User, Depends(get_current_user)]

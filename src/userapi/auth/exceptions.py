@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from userapi.core.exceptions import AppError, NotFound, PermissionDenied, Unauthenticated
+from userapi.core.exceptions import (
+    AppError,
+    Conflict,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+    Unauthenticated,
+)
 
 
 class InvalidCredentials(Unauthenticated):
@@ -58,3 +65,28 @@ class InvalidGrant(OAuthError):
     code = "invalid_grant"
     title = "Invalid grant"
     keeps_writes = True  # the failed-login audit row
+
+
+class InvalidAccountToken(AppError):
+    """A mailed token that is unknown, spent, retired, expired or for another purpose (one answer)."""
+
+    status_code = 400
+    code = "invalid_token"
+    title = "Invalid or expired link"
+    keeps_writes = True  # the rejection's audit row
+
+
+class EmailNotVerified(PermissionDenied):
+    code = "email_not_verified"
+    title = "Email address not verified"
+    keeps_writes = True  # the failed-login audit row
+
+
+class EmailAlreadyVerified(Conflict):
+    code = "email_already_verified"
+    title = "Email address already verified"
+
+
+class EmailUnchanged(InvalidInput):
+    code = "email_unchanged"
+    title = "That is already your address"

@@ -7,12 +7,12 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Enum, delete, func, or_, select, update
+from sqlalchemy import Enum, delete, func, insert, literal, or_, select, update
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased, make_transient_to_detached
 
-from userapi.auth.models import RefreshToken
+from userapi.auth.models import AccountToken, RefreshToken
 from userapi.db.reads import ReadPool
 from userapi.roles.constants import effective_permissions
 from userapi.users.models import User
@@ -154,12 +154,13 @@ class AuthRepository:
         )
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
-    async def revoke_user_sessions(self, user_id: uuid.UUID) -> int:
+    async def revoke_user_sessions(self, user_id: uuid.UUID, keep: uuid.UUID | None = None) -> int:
+        """Revoke every live refresh token of the user, except those of the family `keep`."""
+        stmt = update(RefreshToken).where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
+        if keep is not None:
+            stmt = stmt.where(RefreshToken.family_id != keep)
         result = await self.session.execute(
-            update(RefreshToken)
-            .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
-            .values(revoked_at=func.now())
-            .execution_options(synchronize_session=False)
+            stmt.values(revoked_at=func.now()).execution_options(synchronize_session=False)
         )
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
@@ -218,6 +219,64 @@ class AuthRepository:
         result = await self.session.execute(
             delete(RefreshToken)
             .where(RefreshToken.id.in_(doomed.scalar_subquery()))
+            .execution_options(synchronize_session=False)
+        )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+class AccountTokenRepository:
+    """Statements on account_tokens (mailed one-time tokens)."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def retire(self, user_id: uuid.UUID, purposes: list[str]) -> int:
+        """Revoke the user's live tokens of these purposes; how many."""
+        result = await self.session.execute(
+            update(AccountToken)
+            .where(
+                AccountToken.user_id == user_id,
+                AccountToken.purpose.in_(purposes),
+                AccountToken.used_at.is_(None),
+                AccountToken.revoked_at.is_(None),
+            )
+            .values(revoked_at=func.now())
+            .execution_options(synchronize_session=False)
+        )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+    async def add(self, values: dict[str, object]) -> None:
+        await self.session.execute(insert(AccountToken).values(**values))
+
+    async def add_nothing(self, values: dict[str, object]) -> None:
+        """The INSERT of `add`, fed by a SELECT that yields no row: the same statement, no token."""
+        source = select(*(literal(v).label(k) for k, v in values.items())).where(literal(False))
+        await self.session.execute(insert(AccountToken).from_select(list(values), source))
+
+    async def lock(self, token_hash: bytes) -> AccountToken | None:
+        """The token row, locked: two uses of one token at once are decided one at a time."""
+        stmt = select(AccountToken).where(AccountToken.token_hash == token_hash).with_for_update()
+        return (await self.session.scalars(stmt)).first()
+
+    async def mark_used(self, token: AccountToken) -> None:
+        await self.session.execute(
+            update(AccountToken)
+            .where(AccountToken.id == token.id)
+            .values(used_at=func.now())
+            .execution_options(synchronize_session=False)
+        )
+
+    async def prune(self, *, batch_size: int) -> int:
+        """Delete one batch of expired tokens (spent or not, they are dead); returns how many."""
+        doomed = (
+            select(AccountToken.id)
+            .where(AccountToken.expires_at < func.now())
+            .limit(batch_size)
+            .with_for_update(skip_locked=True)
+        )
+        result = await self.session.execute(
+            delete(AccountToken)
+            .where(AccountToken.id.in_(doomed.scalar_subquery()))
             .execution_options(synchronize_session=False)
         )
         return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -1,4 +1,4 @@
-"""HTTP routes of the auth domain: sign-up, login, token rotation, logout and sessions."""
+"""HTTP routes of the auth domain: sign-up, login, token rotation, logout, sessions, mailed-link flows."""
 
 from __future__ import annotations
 
@@ -7,11 +7,28 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, status
 
-from userapi.auth.dependencies import AuthServiceDep, CurrentPrincipal, PasswordGrantDep
-from userapi.auth.schemas import LoginRequest, PasswordGrantForm, RefreshRequest, SessionRead, TokenPair
+from userapi.auth.dependencies import (
+    AuthServiceDep,
+    CurrentPrincipal,
+    CurrentUser,
+    OptionalClaims,
+    PasswordGrantDep,
+    RecoveryServiceDep,
+)
+from userapi.auth.schemas import (
+    AccountTokenBody,
+    ForgotPassword,
+    LoginRequest,
+    PasswordGrantForm,
+    RefreshRequest,
+    ResetPassword,
+    SessionRead,
+    TokenPair,
+)
 from userapi.core.client import ClientDep
 from userapi.core.config import API_PREFIX
 from userapi.core.http import NoStore
+from userapi.core.schemas import Accepted
 from userapi.users.models import User
 from userapi.users.schemas import UserRead, UserRegister
 
@@ -142,3 +159,82 @@ async def end_session(
     """Signs out one of the caller's sessions (say, a lost phone): its refresh and access tokens stop
     working. 404 when the id is not a session of the caller."""
     await auth.end_session(current.user, session_id, client)
+
+
+# --- account recovery and verified addresses (links mailed through the outbox) ---------------
+
+_FORGOT_ACCEPTED = (
+    "If an active account has this address, a link to reset its password is on its way. "
+    "It works once, for a limited time."
+)
+_token_errors: dict[int | str, dict[str, Any]] = {
+    400: {"description": "`invalid_token`: unknown, spent, superseded or expired link"},
+    429: {"description": "Throttled (per client IP)"},
+}
+_mail_errors: dict[int | str, dict[str, Any]] = {
+    429: {"description": "Throttled (per address and per client IP)"},
+    503: {"description": "`mail_unavailable`: this service runs with MAIL_DELIVERY=off"},
+}
+
+
+@public_router.post(
+    "/password/forgot",
+    summary="Ask for a password-reset link",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=Accepted,
+    responses=_mail_errors,
+)
+async def forgot_password(body: ForgotPassword, recovery: RecoveryServiceDep, client: ClientDep) -> Accepted:
+    """Mail a password-reset link. The same answer, in about the same time, whether or not an
+    account has the address (no enumeration)."""
+    await recovery.forgot_password(body.email, client)
+    return Accepted(detail=_FORGOT_ACCEPTED)
+
+
+@public_router.post(
+    "/password/reset",
+    summary="Set a new password with a reset link",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={**_token_errors, 422: {"description": "Refused password"}},
+)
+async def reset_password(body: ResetPassword, recovery: RecoveryServiceDep, client: ClientDep) -> None:
+    """Set a new password with a reset token; every session of the account ends."""
+    await recovery.reset_password(body.token, body.new_password, client)
+
+
+@public_router.post(
+    "/email/verify",
+    summary="Verify my email address with its link",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=_token_errors,
+)
+async def verify_email(body: AccountTokenBody, recovery: RecoveryServiceDep, client: ClientDep) -> None:
+    """Mark the account's address verified with a verification token."""
+    await recovery.verify_email(body.token, client)
+
+
+@public_router.post(
+    "/email/change/confirm",
+    summary="Confirm an email address change",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={**_token_errors, 409: {"description": "The address was taken meanwhile"}},
+)
+async def confirm_email_change(
+    body: AccountTokenBody, recovery: RecoveryServiceDep, client: ClientDep, claims: OptionalClaims
+) -> None:
+    """Change the address with a change token. Every other session ends (the caller's own, when
+    it sends its access token, stays)."""
+    await recovery.confirm_email_change(body.token, client, claims.session_id if claims else None)
+
+
+@router.post(
+    "/auth/email/verify/resend",
+    summary="Send a new verification link",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=Accepted,
+    responses={**_mail_errors, 409: {"description": "`email_already_verified`"}},
+)
+async def resend_verification(user: CurrentUser, recovery: RecoveryServiceDep, client: ClientDep) -> Accepted:
+    """Mail a new verification link; the previous one stops working."""
+    await recovery.resend_verification(user, client)
+    return Accepted(detail=f"A new verification link is on its way to {user.email}.")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from userapi.core.validation import LoginPassword, StorableText
+from userapi.core.validation import Email, LoginPassword, NewPassword, StorableText
 
 
 class LoginRequest(BaseModel):
@@ -33,6 +33,29 @@ class RefreshRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     refresh_token: str = Field(min_length=1, max_length=512)
+
+
+# A mailed token as presented: bounded and storable-text clean (NUL or a lone surrogate is a 422).
+AccountTokenValue = Annotated[StorableText, Field(min_length=1, max_length=512)]
+
+
+class ForgotPassword(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    email: Email
+
+
+class ResetPassword(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    token: AccountTokenValue
+    new_password: NewPassword
+
+
+class AccountTokenBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    token: AccountTokenValue
 
 
 class TokenPair(BaseModel):

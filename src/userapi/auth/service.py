@@ -5,12 +5,14 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from userapi.audit.constants import EventType
 from userapi.audit.service import AuditService
 from userapi.auth.exceptions import (
+    EmailNotVerified,
     InvalidCredentials,
     InvalidGrant,
     InvalidRefreshToken,
@@ -108,6 +110,21 @@ class SessionRevoker:
         """Revoke every live refresh token of `user_id` (idempotent)."""
         await self.repository.revoke_user_sessions(user_id)
 
+    async def revoke_other_sessions(self, user_id: uuid.UUID, keep: uuid.UUID | None) -> None:
+        """End every session of `user_id` but `keep` (the caller's own, when there is one).
+
+        Their access tokens stop at once too: each carries its session, checked on every request.
+        """
+        await self.repository.revoke_user_sessions(user_id, keep)
+
+
+class AccountMail(Protocol):
+    """What sign-up and password changes need from the mailed-link flows (auth.recovery implements it)."""
+
+    async def send_verification(self, user: User, client: ClientInfo) -> None: ...
+
+    async def password_changed(self, user: User) -> None: ...
+
 
 class AuthService:
     """Sign-in, token rotation and sessions; user rows through the users service, events through audit."""
@@ -122,7 +139,9 @@ class AuthService:
         throttle: Throttle,
         guard: SecretGuard,
         settings: Settings,
+        account_mail: AccountMail,
     ) -> None:
+        self.account_mail = account_mail
         self.repository = repository
         self.users = users
         self.audit = audit
@@ -139,6 +158,7 @@ class AuthService:
         await self.throttle.hit_register(client.ip)
         user = await self.users.create(email, password, full_name)
         await self.audit.record(EventType.signup, user_id=user.id, client=client)
+        await self.account_mail.send_verification(user, client)
         return user
 
     async def login(self, email: str, password: str, client: ClientInfo) -> TokenPair:
@@ -174,6 +194,7 @@ class AuthService:
         )
         await self.users.set_password(user, new)
         await self.users.end_all_sessions(user)
+        await self.account_mail.password_changed(user)
         await self.audit.record(EventType.password_changed, user_id=user.id, client=client)
 
     # --- refresh tokens and sessions ---------------------------------------------------------
@@ -259,6 +280,16 @@ class AuthService:
             SecretKind.password, verify, account=account, client=client, refuse=refuse, email=account
         )
         user, rehash = signed_in[0]
+        # Only now, with the password right: saying it earlier would tell who has an account.
+        if self.settings.require_verified_email and user.email_verified_at is None:
+            await self.audit.record(
+                EventType.login_failed,
+                user_id=user.id,
+                client=client,
+                email=account,
+                reason="email_not_verified",
+            )
+            raise EmailNotVerified("Verify your email address first: open the link we mailed you")
         if rehash:  # another cost factor, or a hash from before passwords were NFKC-normalised
             await self.users.rehash_password(user, password)
         return user

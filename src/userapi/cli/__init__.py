@@ -1,4 +1,4 @@
-"""The `userapi` command line: serve, migrate, downgrade, db ..., roles ..., create-admin, prune-sessions."""
+"""The `userapi` command line: serve, migrate, db, roles, keys, mail, create-admin, prune-sessions."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ import typer
 if TYPE_CHECKING:
     from userapi.db.migrate import MigrationStep
 
-from userapi.cli import accounts, db, keys, roles
-from userapi.cli._common import CliError, one_line_errors, settings_with_database
-from userapi.core.config import to_async_url
+from userapi.cli import accounts, db, keys, mail, roles
+from userapi.cli._common import CliError, load_settings, one_line_errors, settings_with_database
+from userapi.core.config import Settings, to_async_url
 
 # Heavy modules (SQLAlchemy, Alembic, uvicorn, the app) are imported inside the commands that
 # need them: `userapi --help` and `userapi db url` should answer at once.
@@ -27,6 +27,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 app.add_typer(db.app, name="db")
 app.add_typer(roles.app, name="roles")
 app.add_typer(keys.app, name="keys")
+app.add_typer(mail.app, name="mail")
 app.command("create-admin")(accounts.create_admin)
 app.command("prune-sessions")(accounts.prune_sessions)
 
@@ -70,6 +71,23 @@ async def _missing_revisions(async_url: str) -> list[str]:
         await engine.dispose()
 
 
+def _mail_summary(settings: Settings) -> str:
+    """Where mail goes, for the start-up banner. Raises ConfigError (SMTP_URL in production, ...)."""
+    from userapi.mail.composer import MailComposer
+    from userapi.mail.transport import FileTransport, SmtpTransport, build_transport
+
+    transport = build_transport(settings)
+    if transport is None:
+        return "off (MAIL_DELIVERY=off: endpoints that need mail answer 503)"
+    MailComposer.from_settings(settings)  # MAIL_FROM, the templates and the cipher load
+    if isinstance(transport, FileTransport):
+        return f".eml files in {transport.directory} (no SMTP_URL)"
+    assert isinstance(transport, SmtpTransport)
+    target = transport.target
+    security = "implicit TLS" if target.use_tls else "STARTTLS" if target.start_tls else "STARTTLS if offered"
+    return f"smtp {target.host}:{target.port} ({security}), from {settings.mail_from}"
+
+
 @app.command()
 @one_line_errors
 def serve(
@@ -81,6 +99,7 @@ def serve(
     ] = False,
 ) -> None:
     """Serve the API with uvicorn (uvloop, httptools)."""
+    mail = _mail_summary(load_settings())  # before the database: a missing SMTP_URL is one line, at once
     settings = settings_with_database()
     host = host or settings.host
     port = settings.port if port is None else port
@@ -105,6 +124,7 @@ def serve(
     typer.echo(f"  API       http://{host}:{port}/api/v1")
     typer.echo(f"  docs      http://{host}:{port}/docs")
     typer.echo(f"  database  {shown}")
+    typer.echo(f"  mail      {mail}")
     import uvicorn  # here: migrate and the db commands need not import the web server
 
     # uvicorn drains on SIGTERM, then restores the previous handler and raises the signal again;

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from pydantic import TypeAdapter, ValidationError
 
 from userapi.cli._common import CliError, one_line_errors, settings_with_database, user_service
 from userapi.core.validation import Email, NewPassword
+
+if TYPE_CHECKING:
+    from userapi.auth.maintenance import SessionMaintenance
 
 # Services are imported inside the commands: they pull in the web stack, which `userapi migrate`
 # and friends should not pay for at start-up.
@@ -75,21 +79,26 @@ def prune_sessions(
     ] = 7,
     batch_size: Annotated[int, typer.Option(min=1, max=100_000)] = 5_000,
 ) -> None:
-    """Delete expired and long-revoked refresh tokens, in batches (short transactions)."""
+    """Delete expired and long-revoked refresh tokens and expired mailed tokens, in batches."""
     from userapi.auth.maintenance import SessionMaintenance
     from userapi.db.session import session_scope
 
     settings = settings_with_database()
     cutoff = datetime.now(UTC) - timedelta(days=revoked_days)
 
-    async def run() -> int:
+    async def batches(prune: Callable[[SessionMaintenance], Awaitable[int]]) -> int:
         total = 0
-        while True:
+        while True:  # one short transaction per batch
             async with session_scope(settings) as session:
-                maintenance = SessionMaintenance.for_session(session)
-                deleted = await maintenance.prune_batch(revoked_before=cutoff, batch_size=batch_size)
+                deleted = await prune(SessionMaintenance.for_session(session))
             total += deleted
             if deleted < batch_size:
                 return total
 
-    typer.echo(f"deleted {asyncio.run(run())} refresh tokens")
+    async def run() -> tuple[int, int]:
+        refresh = await batches(lambda m: m.prune_batch(revoked_before=cutoff, batch_size=batch_size))
+        mailed = await batches(lambda m: m.prune_account_tokens_batch(batch_size=batch_size))
+        return refresh, mailed
+
+    refresh, mailed = asyncio.run(run())
+    typer.echo(f"deleted {refresh} refresh tokens and {mailed} expired mailed tokens")

@@ -27,6 +27,13 @@ class Environment(enum.StrEnum):
     production = "production"
 
 
+class MailDelivery(enum.StrEnum):
+    auto = "auto"
+    smtp = "smtp"
+    file = "file"
+    off = "off"
+
+
 class ConfigError(ValueError):
     """A setting is missing or unusable; the message is one line for the operator."""
 
@@ -90,9 +97,6 @@ class Settings(BaseSettings):
     keys_publish_delay_seconds: int = Field(default=600, ge=0)
     # How often each process reloads the key set (rotation made elsewhere is seen within this).
     keys_refresh_seconds: int = Field(default=30, ge=1)
-    # The issuer's public base URL (https://auth.example.com) for the discovery document's links;
-    # unset: http://HOST:PORT. Never taken from the request's Host header.
-    public_url: str = ""
 
     # Seals secrets stored in the database (private signing keys, TOTP seeds): core/crypto.py.
     key_encryption_secret: SecretStr = SecretStr("")
@@ -120,6 +124,31 @@ class Settings(BaseSettings):
     access_log: bool = True
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
+
+    # --- links and mail (account recovery, verified addresses) -------------------------------
+    # The service's public base URL (https://auth.example.com): the issuer's links in the discovery
+    # document and the links in mail are built from it, never from a request's Host header.
+    # Unset: http://HOST:PORT.
+    public_url: str = ""
+    # Where the account pages live (reset-password, verify-email, confirm-email); default PUBLIC_URL/account.
+    account_url: str = ""
+    product_name: str = Field(default="userapi", min_length=1, max_length=100)
+    # auto: SMTP when SMTP_URL is set, else .eml files under DATA_DIR/mail (refused in production).
+    mail_delivery: MailDelivery = MailDelivery.auto
+    # smtp://user:pass@host:587 (STARTTLS), smtps://user:pass@host:465 (implicit TLS), smtp://host:1025.
+    smtp_url: SecretStr | None = None
+    smtp_ca_file: Path | None = None
+    smtp_timeout_seconds: float = Field(default=20.0, gt=0, le=300)
+    mail_from: str = "userapi <no-reply@localhost>"
+    mail_max_attempts: int = Field(default=8, ge=1, le=100)
+    mail_retry_base_seconds: float = Field(default=30.0, gt=0)
+    mail_retry_max_seconds: float = Field(default=3600.0, gt=0)
+    mail_poll_seconds: float = Field(default=5.0, gt=0, le=3600)
+    password_reset_ttl_seconds: int = Field(default=1800, ge=60)
+    email_verify_ttl_seconds: int = Field(default=86400, ge=60)
+    require_verified_email: bool = False
+    rate_limit_mail_address: str = "5/hour"
+    rate_limit_mail_ip: str = "30/hour"
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod
@@ -176,7 +205,39 @@ class Settings(BaseSettings):
     @property
     def issuer_url(self) -> str:
         """The public base URL for links in the discovery document (no trailing slash)."""
+        return self.base_url
+
+    @property
+    def base_url(self) -> str:
+        """PUBLIC_URL without a trailing slash, or where `serve` listens (development)."""
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def account_base_url(self) -> str:
+        """ACCOUNT_URL, or PUBLIC_URL + /account: the prefix of every link sent by mail."""
+        return (self.account_url or f"{self.base_url}/account").rstrip("/")
+
+    def mail_mode(self) -> MailDelivery:
+        """How mail leaves this process: smtp, file or off. Raises ConfigError.
+
+        Checked when the service starts (not by every command: `migrate` sends no mail).
+        """
+        mode = self.mail_delivery
+        if mode is MailDelivery.auto:
+            if self.smtp_url is not None and self.smtp_url.get_secret_value():
+                mode = MailDelivery.smtp
+            elif self.environment is Environment.production:
+                raise ConfigError(
+                    "SMTP_URL must be set in production (smtp://user:pass@host:587), "
+                    "or MAIL_DELIVERY=off to run without mail"
+                )
+            else:
+                mode = MailDelivery.file
+        if mode is MailDelivery.smtp and not (self.smtp_url and self.smtp_url.get_secret_value()):
+            raise ConfigError("MAIL_DELIVERY=smtp needs SMTP_URL (smtp://user:pass@host:587)")
+        if mode is MailDelivery.off and self.require_verified_email:
+            raise ConfigError("REQUIRE_VERIFIED_EMAIL=true needs mail: MAIL_DELIVERY must not be off")
+        return mode
 
     @property
     def async_database_url(self) -> str:

@@ -27,6 +27,8 @@ class Limit(enum.StrEnum):
     register_ip = "register-ip"  # RATE_LIMIT_REGISTER_IP
     secret_account = "secret-account"  # RATE_LIMIT_SECRET_ACCOUNT
     secret_ip = "secret-ip"  # RATE_LIMIT_SECRET_IP
+    mail_address = "mail-address"  # RATE_LIMIT_MAIL_ADDRESS: requests that mail an address
+    mail_ip = "mail-ip"  # RATE_LIMIT_MAIL_IP
 
 
 def _async_storage_uri(url: str) -> tuple[str, dict[str, str]]:
@@ -52,6 +54,8 @@ class Throttle:
             Limit.register_ip: parse(settings.rate_limit_register_ip),
             Limit.secret_account: parse(settings.rate_limit_secret_account),
             Limit.secret_ip: parse(settings.rate_limit_secret_ip),
+            Limit.mail_address: parse(settings.rate_limit_mail_address),
+            Limit.mail_ip: parse(settings.rate_limit_mail_ip),
         }
 
     async def hit(self, limit: Limit, *key: str) -> None:
@@ -69,6 +73,19 @@ class Throttle:
     async def hit_register(self, ip: str) -> None:
         """Count a registration attempt from `ip`. Raises Throttled past RATE_LIMIT_REGISTER_IP."""
         await self.hit(Limit.register_ip, ip)
+
+    async def hit_mail(self, address: str, ip: str) -> None:
+        """Count a request that mails `address` (reset, verification, address change). Raises Throttled.
+
+        Counted whether or not an account has that address, so the limit itself reveals nothing;
+        it bounds the mail one can make the service send to a stranger, and per IP, to everyone.
+        """
+        await self.hit(Limit.mail_address, address)
+        await self.hit(Limit.mail_ip, ip)
+
+    async def hit_mail_address(self, address: str) -> None:
+        """Count one more mail to `address` only (a second recipient of one request). Raises Throttled."""
+        await self.hit(Limit.mail_address, address)
 
     async def _retry_after(self, item: RateLimitItem, *identifiers: str) -> int:
         stats = await self.limiter.get_window_stats(item, *identifiers)

@@ -56,11 +56,16 @@ async def _keep_as_is(connection: asyncpg.Connection) -> None:
     return None
 
 
+def read_dsn(settings: Settings) -> str:
+    """DATABASE_URL as plain asyncpg wants it (no SQLAlchemy driver name)."""
+    dsn = make_url(settings.async_database_url).set(drivername="postgresql")
+    return dsn.render_as_string(hide_password=False)
+
+
 async def create_pool(settings: Settings) -> asyncpg.Pool:
     """The asyncpg pool behind ReadPool: opened lazily, at most DB_READ_POOL_SIZE connections."""
-    dsn = make_url(settings.async_database_url).set(drivername="postgresql")
     return await asyncpg.create_pool(
-        dsn=dsn.render_as_string(hide_password=False),
+        dsn=read_dsn(settings),
         min_size=0,
         max_size=settings.db_read_pool_size,
         max_inactive_connection_lifetime=300,

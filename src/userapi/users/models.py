@@ -54,6 +54,8 @@ class User(Base):
         server_default=text(f"'{DEFAULT_ROLE.value}'"),
     )
     is_active: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("true"))
+    # When the owner last proved the address is theirs (a mailed link); null until then.
+    email_verified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     # Bumped when every session of the user must end; access tokens carry the value they saw.
     token_version: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
     created_at: Mapped[datetime] = mapped_column(

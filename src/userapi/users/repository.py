@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import delete, func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
@@ -114,3 +115,39 @@ class UserRepository:
         """Delete a user; False when there was none (deleted concurrently)."""
         result = await self.session.execute(delete(User).where(User.id == user_id))
         return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def set_email_verified(self, user: User) -> None:
+        """Mark the address verified (kept if it already was)."""
+        result = await self.session.execute(
+            update(User)
+            .where(User.id == user.id)
+            .values(email_verified_at=func.coalesce(User.email_verified_at, func.now()))
+            .returning(User.email_verified_at, User.updated_at)
+            .execution_options(synchronize_session=False)
+        )
+        verified_at, updated_at = result.one()
+        set_committed_value(user, "email_verified_at", verified_at)
+        set_committed_value(user, "updated_at", updated_at)
+
+    async def set_verified_email_unless_taken(self, user: User, email: str) -> bool:
+        """Change the address (verified now); False when another account has it.
+
+        In a savepoint: the UNIQUE constraint decides a race with a sign-up, and losing it rolls
+        back this statement only, not the caller's transaction.
+        """
+        try:
+            async with self.session.begin_nested():
+                result = await self.session.execute(
+                    update(User)
+                    .where(User.id == user.id)
+                    .values(email=email, email_verified_at=func.now())
+                    .returning(User.email_verified_at, User.updated_at)
+                    .execution_options(synchronize_session=False)
+                )
+                verified_at, updated_at = result.one()
+        except IntegrityError:
+            return False
+        set_committed_value(user, "email", email)
+        set_committed_value(user, "email_verified_at", verified_at)
+        set_committed_value(user, "updated_at", updated_at)
+        return True

@@ -6,10 +6,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
 
-from userapi.auth.dependencies import AuthServiceDep, CurrentUser, Principal
+from userapi.auth.dependencies import AuthServiceDep, CurrentUser, Principal, RecoveryServiceDep
 from userapi.core.client import ClientDep
 from userapi.core.config import API_PREFIX
 from userapi.core.pagination import CursorParam, LimitParam
+from userapi.core.schemas import Accepted
 from userapi.core.validation import StorableText
 from userapi.roles.constants import Permission
 from userapi.roles.dependencies import require_permission
@@ -18,6 +19,7 @@ from userapi.roles.service import Actor
 from userapi.users.dependencies import TargetUser, UserServiceDep
 from userapi.users.models import User
 from userapi.users.schemas import (
+    EmailChange,
     PasswordChange,
     UserCreate,
     UserPage,
@@ -79,6 +81,27 @@ async def change_password(
     Every session of the account ends, and access tokens issued before stop working: sign in
     again with the new password."""
     await auth.change_password(user, body.current_password, body.new_password, client)
+
+
+@router.post(
+    "/me/email",
+    summary="Change my email address (confirmed by mail)",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=Accepted,
+    responses={
+        403: {"description": "Wrong current password"},
+        409: {"description": "`email_taken`: another account has the new address"},
+        429: {"description": "Throttled"},
+        503: {"description": "`mail_unavailable`: this service runs with MAIL_DELIVERY=off"},
+    },
+)
+async def change_email(
+    body: EmailChange, user: CurrentUser, recovery: RecoveryServiceDep, client: ClientDep
+) -> Accepted:
+    """Ask to change the address: a confirmation link goes to the new one, a notice to the old one.
+    Nothing changes until the link is used (POST /api/v1/auth/email/change/confirm)."""
+    await recovery.request_email_change(user, body.new_email, body.current_password, client)
+    return Accepted(detail=f"A confirmation link is on its way to {body.new_email}.")
 
 
 @router.get("", response_model=UserPage, summary="List users (users:read)")

@@ -26,6 +26,9 @@ class UserRead(BaseModel):
     full_name: str | None
     role: str = Field(description="The name of the account's role (GET /api/v1/roles lists them).")
     is_active: bool
+    email_verified_at: datetime | None = Field(
+        description="When the owner proved the address is theirs (a mailed link); null until then."
+    )
     created_at: datetime
     updated_at: datetime
 
@@ -74,3 +77,8 @@ class PasswordChange(_Input):
 
 class UserPage(Page[UserRead]):
     pass
+
+
+class EmailChange(_Input):
+    new_email: Email
+    current_password: LoginPassword

@@ -192,6 +192,15 @@ class UserService:
         user.password_hash = password_hash
         await self._save(user)
 
+    async def mark_email_verified(self, user: User) -> None:
+        """Record that the owner proved the address is theirs (idempotent)."""
+        await self.repository.set_email_verified(user)
+
+    async def change_email(self, user: User, new_email: str) -> None:
+        """Give the account a new (verified) address. Raises EmailTaken."""
+        if not await self.repository.set_verified_email_unless_taken(user, new_email):
+            raise EmailTaken(f"An account with the email {new_email} already exists")
+
     async def end_all_sessions(self, user: User) -> None:
         """End every session: access tokens carry the old token version, refresh tokens are revoked.
 

@@ -1,0 +1,1 @@
+"""The mail domain: the transactional outbox, its delivery worker, and the message templates."""
