@@ -320,12 +320,13 @@ def test_extra_claims_reach_the_token_but_never_replace_the_codec_s_own(settings
     )
     user_id = uuid.uuid4()
     token = codec.encode_access(
-        user_id, 0, role="user", extra_claims={"permissions": ["users:read"], "amr": ["pwd"]}
+        user_id, 0, extra_claims={"role": "user", "permissions": ["users:read"], "amr": ["pwd"]}
     )
     claims = jwt.decode(token, TEST_SECRET, algorithms=["HS256"], audience=settings.jwt_audience)
     assert claims["permissions"] == ["users:read"]
     assert claims["amr"] == ["pwd"]
     assert codec.decode_access(token).user_id == user_id
-    for claim in ("sub", "exp", "role", "iss"):
+    assert claims["role"] == "user"
+    for claim in ("sub", "exp", "sid", "iss"):
         with pytest.raises(ValueError, match=claim):
             codec.encode_access(user_id, 0, extra_claims={claim: "forged"})

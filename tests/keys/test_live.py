@@ -208,4 +208,4 @@ def test_wrong_key_encryption_secret_is_one_line_at_start(live: Live) -> None:
     # A kid may start with "-" (base64url): still the argument, not an option.
     unknown = _run_cli("keys", "retire", "-no-such-kid", env=live.env)
     assert unknown.returncode == 1
-    assert unknown.stderr.strip().splitlines() == ["error: No signing key '-no-such-kid'"]
+    assert unknown.stderr.strip().splitlines() == ["error: key_not_found: No signing key '-no-such-kid'"]

@@ -14,6 +14,7 @@ router = APIRouter(tags=["keys"])
 
 @router.get(
     JWKS_PATH,
+    summary="The public signing keys (JWKS)",
     response_class=Response,
     responses={
         200: {
@@ -31,7 +32,11 @@ async def jwks(request: Request, documents: KeyDocumentsDep) -> Response:
     return Response(body, media_type="application/json", headers=headers)
 
 
-@router.get("/.well-known/openid-configuration", response_model=OpenIDConfiguration)
+@router.get(
+    "/.well-known/openid-configuration",
+    summary="OpenID discovery metadata",
+    response_model=OpenIDConfiguration,
+)
 async def openid_configuration(documents: KeyDocumentsDep, response: Response) -> OpenIDConfiguration:
     """OpenID Connect discovery metadata: issuer, jwks_uri, token endpoint, algorithms, grant types."""
     document, cache_control = await documents.discovery()
