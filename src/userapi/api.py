@@ -9,6 +9,7 @@ from userapi.audit.router import router as audit_router
 from userapi.auth.dependencies import get_current_user, require_roles
 from userapi.auth.router import public_router as auth_public
 from userapi.auth.router import router as auth_protected
+from userapi.mfa.router import router as mfa_router
 from userapi.users.constants import Role
 from userapi.users.router import router as users_router
 
@@ -16,7 +17,7 @@ from userapi.users.router import router as users_router
 PUBLIC_ROUTERS: tuple[APIRouter, ...] = (health.router, auth_public)
 # Everything else: each of these routers is included with the signed-in-user requirement
 # (deny by default; tests/auth/test_rbac.py walks every route to prove it).
-PROTECTED_ROUTERS: tuple[APIRouter, ...] = (users_router, auth_protected)
+PROTECTED_ROUTERS: tuple[APIRouter, ...] = (mfa_router, users_router, auth_protected)
 # Admin-only as a whole; declared here because their domain (audit) imports no other domain.
 ADMIN_ROUTERS: tuple[APIRouter, ...] = (audit_router,)
 

@@ -53,6 +53,13 @@ MATRIX: list[tuple[str, int, int, int, int]] = [
     ("GET /auth/sessions",                       401,    200,  200,   401),
     ("DELETE /auth/sessions/{unknown}",          401,    404,  404,   401),
     ("GET /audit-events",                        401,    403,  200,   401),
+    ("POST /users/me/mfa/totp",                  401,    201,  201,   401),
+    ("POST /users/me/mfa/totp/confirm",          401,    409,  409,   401),
+    ("DELETE /users/me/mfa/totp",                401,    409,  409,   401),
+    ("POST /users/me/mfa/recovery-codes",        401,    409,  409,   401),
+    ("DELETE /users/{target}/mfa",               401,    403,  204,   401),
+    ("DELETE /users/{unknown}/mfa",              401,    403,  404,   401),
+    ("POST /auth/mfa/verify",                    401,    401,  401,   401),
     ("POST /auth/register",                      201,    201,  201,   201),
     ("POST /auth/login",                         200,    200,  200,   200),
     ("POST /auth/token",                         200,    200,  200,   200),
@@ -78,6 +85,13 @@ BODIES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
         "data": {"grant_type": "password", "username": ctx["other"]["email"], "password": PASSWORD}
     },
     "POST /auth/refresh": lambda ctx: {"json": {"refresh_token": "not-a-real-refresh-token"}},
+    "POST /users/me/mfa/totp": lambda ctx: {"json": {"current_password": PASSWORD}},
+    "POST /users/me/mfa/totp/confirm": lambda ctx: {"json": {"code": "123456"}},
+    "DELETE /users/me/mfa/totp": lambda ctx: {"json": {"current_password": PASSWORD, "code": "123456"}},
+    "POST /users/me/mfa/recovery-codes": lambda ctx: {
+        "json": {"current_password": PASSWORD, "code": "123456"}
+    },
+    "POST /auth/mfa/verify": lambda ctx: {"json": {"mfa_token": "not-a-real-mfa-token", "code": "123456"}},
     "POST /auth/logout": lambda ctx: {"json": {"refresh_token": "not-a-real-refresh-token"}},
 }
 
@@ -119,7 +133,7 @@ async def test_role_endpoint_matrix(
     if expected >= 400:
         assert response.headers["content-type"] == "application/problem+json"
         assert response.json()["status"] == expected
-    if expected == 401 and endpoint != "POST /auth/refresh":
+    if expected == 401 and endpoint not in ("POST /auth/refresh", "POST /auth/mfa/verify"):
         challenge = "Bearer" if caller is None else 'Bearer error="invalid_token"'
         assert response.headers["www-authenticate"] == challenge
 
@@ -279,6 +293,7 @@ PUBLIC_ROUTES = {
     ("POST", "/api/v1/auth/token"),
     ("POST", "/api/v1/auth/refresh"),
     ("POST", "/api/v1/auth/logout"),
+    ("POST", "/api/v1/auth/mfa/verify"),
     ("GET", "/health/live"),
     ("GET", "/health/ready"),
     ("GET", "/docs"),

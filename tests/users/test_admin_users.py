@@ -18,7 +18,7 @@ from tests.fixtures.helpers import API, PASSWORD, assert_problem, bearer, login,
 from userapi.users.constants import Role
 
 USERS = f"{API}/users"
-USER_KEYS = {"id", "email", "full_name", "role", "is_active", "created_at", "updated_at"}
+USER_KEYS = {"id", "email", "full_name", "role", "is_active", "mfa_enabled", "created_at", "updated_at"}
 
 
 def b64(raw: bytes) -> str:

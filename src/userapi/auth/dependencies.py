@@ -13,11 +13,13 @@ from userapi.auth.exceptions import InvalidRequest, UnsupportedGrantType
 from userapi.auth.repository import AuthRepository
 from userapi.auth.schemas import LoginRequest
 from userapi.auth.service import Authenticator, AuthService, SessionRevoker
+from userapi.core.clock import ClockDep
 from userapi.core.exceptions import PermissionDenied, Unauthenticated
 from userapi.core.runtime import RuntimeDep
 from userapi.core.security import AccessClaims
 from userapi.db.session import SessionDep
 from userapi.guard.dependencies import SecretGuardDep
+from userapi.mfa.service import MfaService
 from userapi.users.constants import Role
 from userapi.users.models import User
 from userapi.users.service import UserService
@@ -37,16 +39,36 @@ async def get_sessions(session: SessionDep) -> SessionRevoker:
 SessionsDep = Annotated[SessionRevoker, Depends(get_sessions)]
 
 
+async def get_mfa_service(
+    session: SessionDep,
+    runtime: RuntimeDep,
+    sessions: SessionsDep,
+    audit: AuditServiceDep,
+    guard: SecretGuardDep,
+    clock: ClockDep,
+) -> MfaService:
+    """The mfa service (here, not in mfa.dependencies: sign-in needs it as its second factor, and
+    mfa's web layer imports this module)."""
+    users = UserService.for_session(session, runtime.hasher, sessions, audit)
+    return MfaService.for_session(
+        session, users, sessions, audit, runtime.hasher, guard, runtime.settings, clock
+    )
+
+
+MfaServiceDep = Annotated[MfaService, Depends(get_mfa_service)]
+
+
 async def get_auth_service(
     session: SessionDep,
     runtime: RuntimeDep,
     sessions: SessionsDep,
     audit: AuditServiceDep,
     guard: SecretGuardDep,
+    mfa: MfaServiceDep,
 ) -> AuthService:
     # The users service is built here, not taken from users.dependencies: that module takes
     # `SessionsDep` from this one, and the two must not import each other.
-    users = UserService.for_session(session, runtime.hasher, sessions, audit)
+    users = mfa.users
     return AuthService(
         AuthRepository(session),
         users,
@@ -56,6 +78,7 @@ async def get_auth_service(
         runtime.throttle,
         guard,
         runtime.settings,
+        mfa,
     )
 
 

@@ -56,6 +56,7 @@ class SessionRow:
     expires_at: datetime
     user_agent: str | None
     ip: str | None
+    amr: list[str]
 
 
 class CurrentUserRepository:
@@ -96,6 +97,7 @@ class AuthRepository:
         expires_at: datetime,
         user_agent: str | None,
         ip: str | None,
+        amr: list[str],
     ) -> RefreshToken:
         token = RefreshToken(
             user_id=user_id,
@@ -104,6 +106,7 @@ class AuthRepository:
             expires_at=expires_at,
             user_agent=user_agent,
             ip=ip,
+            amr=amr,
         )
         self.session.add(token)
         await self.session.flush()
@@ -134,6 +137,15 @@ class AuthRepository:
             .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
             .values(revoked_at=func.now())
             .execution_options(synchronize_session=False)
+        )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+    async def revoke_user_sessions_except(self, user_id: uuid.UUID, keep: uuid.UUID | None) -> int:
+        stmt = update(RefreshToken).where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
+        if keep is not None:
+            stmt = stmt.where(RefreshToken.family_id != keep)
+        result = await self.session.execute(
+            stmt.values(revoked_at=func.now()).execution_options(synchronize_session=False)
         )
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
@@ -172,6 +184,7 @@ class AuthRepository:
                     expires_at=token.expires_at,
                     user_agent=token.user_agent,
                     ip=token.ip,
+                    amr=list(token.amr),
                 ),
             )
         return list(sessions.values())

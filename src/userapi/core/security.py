@@ -7,6 +7,7 @@ import hashlib
 import secrets
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -124,8 +125,14 @@ class TokenCodec:
         self._decoder = jwt.PyJWT(options={"require": _REQUIRED_CLAIMS})
 
     def encode_access(
-        self, user_id: uuid.UUID, token_version: int, session_id: uuid.UUID | None = None
+        self,
+        user_id: uuid.UUID,
+        token_version: int,
+        session_id: uuid.UUID | None = None,
+        amr: Sequence[str] | None = None,
     ) -> str:
+        """A signed access token. `amr` (RFC 8176, e.g. ["pwd", "otp"]) is information for other
+        services: how the session signed in; this service never decides anything from it."""
         now = int(time.time())
         claims: dict[str, Any] = {
             "sub": str(user_id),
@@ -139,6 +146,8 @@ class TokenCodec:
         }
         if session_id is not None:
             claims["sid"] = str(session_id)
+        if amr:
+            claims["amr"] = list(amr)
         return jwt.encode(claims, self._key, algorithm=self._algorithm)
 
     def decode_access(self, token: str) -> AccessClaims:

@@ -21,6 +21,7 @@ from userapi.auth import models as auth_models  # noqa: F401
 from userapi.core.config import get_settings
 from userapi.db.base import Base
 from userapi.db.migrate import MIGRATION_LOCK_KEY
+from userapi.mfa import models as mfa_models  # noqa: F401
 from userapi.users import models as users_models  # noqa: F401
 
 config = context.config

@@ -26,6 +26,7 @@ class UserRead(BaseModel):
     full_name: str | None
     role: Role
     is_active: bool
+    mfa_enabled: bool
     created_at: datetime
     updated_at: datetime
 

@@ -174,6 +174,12 @@ class UserService:
         user.password_hash = password_hash
         await self.repository.flush()
 
+    async def set_mfa_enabled(self, user: User, enabled: bool) -> None:
+        """Keep `users.mfa_enabled` in step with the mfa domain's factor (it owns the truth)."""
+        attached = await self.repository.attach(user)
+        attached.mfa_enabled = enabled
+        await self.repository.flush()
+
     async def end_all_sessions(self, user: User) -> None:
         """End every session: access tokens carry the old token version, refresh tokens are revoked."""
         await self.repository.bump_token_version(user)
