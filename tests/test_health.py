@@ -37,7 +37,7 @@ async def test_not_ready_when_database_is_behind_head(empty_database_url: str) -
     assert response.status_code == 503
     assert response.headers["content-type"].startswith("application/problem+json")
     assert "0001" in response.json()["detail"]
-    assert "0003" in response.json()["detail"]
+    assert "0007" in response.json()["detail"]
 
 
 async def test_not_ready_when_database_is_unreachable() -> None:

@@ -54,14 +54,15 @@ def test_serve_refuses_a_database_behind_head_and_migrate_fixes_it(empty_databas
     partial = run_cli("migrate", "--revision", "0001", env=env)
     assert partial.returncode == 0, partial.stderr
     assert "applied 0001" in partial.stdout
-    assert_one_line_failure(run_cli("serve", env=env), "0002", "0003")
+    assert_one_line_failure(run_cli("serve", env=env), "0002", "0007")
     full = run_cli("migrate", env=env)
     assert full.returncode == 0, full.stderr
     assert "applied 0002" in full.stdout
     assert "applied 0003" in full.stdout
+    assert "applied 0007" in full.stdout
     down = run_cli("downgrade", env=env)
     assert down.returncode == 0, down.stderr
-    assert "reverted 0003" in down.stdout
+    assert "reverted 0007" in down.stdout
 
 
 def test_migration_failure_is_one_line(empty_database_url: str, server_url: str) -> None:
@@ -114,7 +115,7 @@ def test_db_history_prints_a_table(database_url: str) -> None:
     assert result.returncode == 0, result.stderr
     header, *rows = result.stdout.splitlines()
     assert header.split()[:3] == ["revision", "executed_at", "duration_ms"]
-    assert [r.split()[0] for r in rows] == ["0001", "0002", "0003"]
+    assert [r.split()[0] for r in rows] == ["0001", "0002", "0003", "0007"]
 
 
 def test_development_without_a_secret_shares_one_across_workers(database_url: str) -> None:

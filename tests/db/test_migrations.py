@@ -17,7 +17,7 @@ from tests.fixtures.helpers import run_cli, server_env
 from userapi.core.config import to_async_url
 from userapi.db import migrate
 
-HEAD = "0003"
+HEAD = "0007"
 
 
 def _dsn(url: str, database: str) -> str:
@@ -73,7 +73,7 @@ async def test_upgrade_downgrade_upgrade(empty_database_url: str) -> None:
         revisions = [
             r[0] for r in await conn.fetch("SELECT revision FROM schema_migrations ORDER BY revision")
         ]
-        assert revisions == ["0001", "0002", "0003"]
+        assert revisions == ["0001", "0002", "0003", "0007"]
     finally:
         await conn.close()
 
@@ -87,7 +87,7 @@ async def test_history_records_each_revision_with_time_and_duration(db_conn: Asy
             )
         )
     ).all()
-    assert [r.revision for r in rows] == ["0001", "0002", "0003"]
+    assert [r.revision for r in rows] == ["0001", "0002", "0003", "0007"]
     for row in rows:
         assert row.executed_at is not None
         assert row.duration_ms is not None
@@ -146,7 +146,7 @@ async def test_backfill_when_history_table_arrives_later(empty_database_url: str
     conn = await asyncpg.connect(empty_database_url)
     try:
         rows = await conn.fetch("SELECT revision, description FROM schema_migrations ORDER BY revision")
-        assert [r["revision"] for r in rows] == ["0001", "0002", "0003"]
+        assert [r["revision"] for r in rows] == ["0001", "0002", "0003", "0007"]
         assert "backfilled" in rows[0]["description"]
     finally:
         await conn.close()
@@ -259,7 +259,7 @@ def test_two_migrate_processes_at_once_on_an_empty_database(empty_database_url: 
     history = run_cli("db", "history", env=env)
     assert history.returncode == 0, history.stderr
     lines = [line for line in history.stdout.splitlines()[1:] if line.strip()]
-    assert [line.split()[0] for line in lines] == ["0001", "0002", "0003"]
+    assert [line.split()[0] for line in lines] == ["0001", "0002", "0003", "0007"]
 
 
 def test_cheap_head_reading_agrees_with_alembic() -> None:

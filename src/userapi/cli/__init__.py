@@ -1,4 +1,4 @@
-"""The `userapi` command line: serve, migrate, downgrade, db ..., create-admin, prune-sessions."""
+"""The `userapi` command line: serve, migrate, downgrade, db ..., create-admin, reset-mfa, prune-sessions."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 app.add_typer(db.app, name="db")
 app.command("create-admin")(accounts.create_admin)
 app.command("prune-sessions")(accounts.prune_sessions)
+app.command("reset-mfa")(accounts.reset_mfa)
 
 
 def _check_port_free(host: str, port: int) -> None:
