@@ -127,9 +127,8 @@ def reset_mfa(
             audit = AuditService.for_session(session)
             hasher = PasswordHasher(settings.bcrypt_rounds)
             users = UserService.for_session(session, hasher, sessions, audit)
-            mfa = MfaService.for_session(
-                session, users, sessions, audit, hasher, SecretGuard(Throttle(settings), audit), settings, time.time
-            )
+            guard = SecretGuard(Throttle(settings), audit)
+            mfa = MfaService.for_session(session, users, sessions, audit, hasher, guard, settings, time.time)
             user = await users.get_by_email(normalized)
             if user is None:
                 raise CliError(f"no account with the email {normalized}")
