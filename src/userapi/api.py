@@ -10,6 +10,7 @@ from userapi.auth.dependencies import get_current_user
 from userapi.auth.router import public_router as auth_public
 from userapi.auth.router import router as auth_protected
 from userapi.keys.router import router as keys_router
+from userapi.mfa.router import router as mfa_router
 from userapi.roles.constants import Permission
 from userapi.roles.dependencies import require_permission
 from userapi.roles.router import router as roles_router
@@ -27,6 +28,11 @@ OPENAPI_TAGS: list[dict[str, str]] = [
         "name": "users",
         "description": "The caller's own account, and user administration (each route names the "
         "permission it needs).",
+    },
+    {
+        "name": "mfa",
+        "description": "A second factor: TOTP authenticator apps and recovery codes (RFC 6238), and "
+        "its reset by an administrator (`mfa:reset`).",
     },
     {
         "name": "roles",
@@ -49,7 +55,7 @@ OPENAPI_TAGS: list[dict[str, str]] = [
 PUBLIC_ROUTERS: tuple[APIRouter, ...] = (health.router, auth_public, keys_router)
 # Everything else: each of these routers is included with the signed-in-user requirement
 # (deny by default; tests/auth/test_rbac.py walks every route to prove it).
-PROTECTED_ROUTERS: tuple[APIRouter, ...] = (users_router, auth_protected, roles_router)
+PROTECTED_ROUTERS: tuple[APIRouter, ...] = (mfa_router, users_router, auth_protected, roles_router)
 # Routers needing one permission as a whole; declared here because their domain (audit) imports
 # no other domain.
 PERMISSION_ROUTERS: tuple[tuple[APIRouter, Permission], ...] = ((audit_router, Permission.audit_read),)

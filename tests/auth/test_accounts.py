@@ -28,7 +28,17 @@ from userapi.core import security
 from userapi.core.security import PasswordHasher, hash_rounds
 from userapi.users.models import User
 
-USER_KEYS = {"id", "email", "full_name", "role", "is_active", "email_verified_at", "created_at", "updated_at"}
+USER_KEYS = {
+    "id",
+    "email",
+    "full_name",
+    "role",
+    "is_active",
+    "email_verified_at",
+    "mfa_enabled",
+    "created_at",
+    "updated_at",
+}
 CREDENTIALS_401 = {
     "type": "https://userapi.dev/problems/invalid_credentials",
     "title": "Invalid credentials",

@@ -17,7 +17,17 @@ from tests.fixtures.app import Account, make_account
 from tests.fixtures.helpers import API, PASSWORD, assert_problem, bearer, login, register, unique_email
 
 USERS = f"{API}/users"
-USER_KEYS = {"id", "email", "full_name", "role", "is_active", "email_verified_at", "created_at", "updated_at"}
+USER_KEYS = {
+    "id",
+    "email",
+    "full_name",
+    "role",
+    "is_active",
+    "email_verified_at",
+    "mfa_enabled",
+    "created_at",
+    "updated_at",
+}
 
 
 def b64(raw: bytes) -> str:

@@ -16,12 +16,14 @@ from userapi.auth.repository import AccountTokenRepository, AuthRepository
 from userapi.auth.schemas import LoginRequest
 from userapi.auth.service import Authenticator, AuthService, SessionRevoker
 from userapi.auth.service import Principal as Principal  # re-exported: the web layers' type of the caller
+from userapi.core.clock import ClockDep
 from userapi.core.exceptions import InvalidToken, Unauthenticated
 from userapi.core.runtime import RuntimeDep
 from userapi.core.security import AccessClaims
 from userapi.db.session import SessionDep
 from userapi.guard.dependencies import SecretGuardDep
 from userapi.mail.dependencies import MailServiceDep
+from userapi.mfa.service import MfaService
 from userapi.users.models import User
 from userapi.users.service import UserService
 
@@ -38,6 +40,25 @@ async def get_sessions(session: SessionDep) -> SessionRevoker:
 
 
 SessionsDep = Annotated[SessionRevoker, Depends(get_sessions)]
+
+
+async def get_mfa_service(
+    session: SessionDep,
+    runtime: RuntimeDep,
+    sessions: SessionsDep,
+    audit: AuditServiceDep,
+    guard: SecretGuardDep,
+    clock: ClockDep,
+) -> MfaService:
+    """The mfa service (here, not in mfa.dependencies: sign-in needs it as its second factor, and
+    mfa's web layer imports this module)."""
+    users = UserService.for_session(session, runtime.hasher, sessions, audit)
+    return MfaService.for_session(
+        session, users, sessions, audit, runtime.hasher, guard, runtime.settings, clock
+    )
+
+
+MfaServiceDep = Annotated[MfaService, Depends(get_mfa_service)]
 
 
 async def get_recovery_service(
@@ -66,6 +87,7 @@ async def get_auth_service(
     audit: AuditServiceDep,
     guard: SecretGuardDep,
     recovery: RecoveryServiceDep,
+    mfa: MfaServiceDep,
 ) -> AuthService:
     return AuthService(
         AuthRepository(session),
@@ -77,6 +99,7 @@ async def get_auth_service(
         guard,
         runtime.settings,
         recovery,
+        mfa,
     )
 
 

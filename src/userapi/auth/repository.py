@@ -78,6 +78,7 @@ class SessionRow:
     expires_at: datetime
     user_agent: str | None
     ip: str | None
+    amr: list[str]
 
 
 class CurrentUserRepository:
@@ -122,6 +123,7 @@ class AuthRepository:
         expires_at: datetime,
         user_agent: str | None,
         ip: str | None,
+        amr: list[str],
     ) -> RefreshToken:
         token = RefreshToken(
             user_id=user_id,
@@ -130,6 +132,7 @@ class AuthRepository:
             expires_at=expires_at,
             user_agent=user_agent,
             ip=ip,
+            amr=amr,
         )
         self.session.add(token)
         await self.session.flush()
@@ -199,6 +202,7 @@ class AuthRepository:
                     expires_at=token.expires_at,
                     user_agent=token.user_agent,
                     ip=token.ip,
+                    amr=list(token.amr),
                 ),
             )
         return list(sessions.values())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, status
+from fastapi import APIRouter, Path, Response, status
 
 from userapi.auth.dependencies import (
     AuthServiceDep,
@@ -19,6 +19,8 @@ from userapi.auth.schemas import (
     AccountTokenBody,
     ForgotPassword,
     LoginRequest,
+    MfaRequired,
+    MfaVerifyRequest,
     PasswordGrantForm,
     RefreshRequest,
     ResetPassword,
@@ -60,14 +62,41 @@ async def register(body: UserRegister, auth: AuthServiceDep, client: ClientDep) 
 
 
 @public_router.post(
-    "/login", response_model=TokenPair, dependencies=[NoStore], responses=_unauthorized, summary="Sign in"
+    "/login",
+    response_model=TokenPair | MfaRequired,
+    dependencies=[NoStore],
+    responses={
+        **_unauthorized,
+        202: {"model": MfaRequired, "description": "Right password; a second factor is due"},
+    },
+    summary="Sign in",
 )
-async def login(body: LoginRequest, auth: AuthServiceDep, client: ClientDep) -> TokenPair:
+async def login(
+    body: LoginRequest, auth: AuthServiceDep, client: ClientDep, response: Response
+) -> TokenPair | MfaRequired:
     """Checks an email and password and opens a session: a short-lived JWT access token (send it as
     `Authorization: Bearer <token>`; `expires_in` seconds) and an opaque refresh token for
-    `POST /api/v1/auth/refresh`. An unknown email, a wrong password and a deactivated account get
-    the same 401. Attempts are throttled per account and per client address (429 with `Retry-After`)."""
-    return await auth.login(body.email, body.password, client)
+    `POST /api/v1/auth/refresh`. For an account with TOTP on, the answer is instead 202 with an
+    `mfa_token` for `POST /api/v1/auth/mfa/verify`. An unknown email, a wrong password and a
+    deactivated account get the same 401. Attempts are throttled per account and per client address
+    (429 with `Retry-After`)."""
+    result = await auth.login(body.email, body.password, client)
+    if isinstance(result, MfaRequired):
+        response.status_code = status.HTTP_202_ACCEPTED
+    return result
+
+
+@public_router.post(
+    "/mfa/verify",
+    response_model=TokenPair,
+    dependencies=[NoStore],
+    responses={401: {"description": "invalid_code or invalid_mfa_token"}, 429: {"description": "Throttled"}},
+    summary="Complete sign-in with a second factor",
+)
+async def verify_mfa(body: MfaVerifyRequest, auth: AuthServiceDep, client: ClientDep) -> TokenPair:
+    """The second step of sign-in: `{mfa_token, code}` (a TOTP code) or `{mfa_token, recovery_code}`
+    gives the token pair. The mfa_token comes from a 202 of `POST /api/v1/auth/login`."""
+    return await auth.verify_mfa(body.mfa_token, body.code, body.recovery_code, client)
 
 
 @public_router.post(
@@ -98,7 +127,8 @@ async def token(grant: PasswordGrantDep, auth: AuthServiceDep, client: ClientDep
     a form (`application/x-www-form-urlencoded`) with `grant_type=password`, `username` (the email)
     and `password`. The same rules, throttling and tokens as the JSON sign-in; its errors are RFC 6749
     5.2 errors (400 `invalid_grant`, `invalid_request`, `unsupported_grant_type`) carried as problem
-    documents. The Authorize button of these docs signs in through it."""
+    documents. The Authorize button of these docs signs in through it. Not for accounts with a second
+    factor (400 `invalid_grant`): the password grant cannot carry one."""
     return await auth.password_grant(grant.email, grant.password, client)
 
 
@@ -138,6 +168,7 @@ async def list_sessions(current: CurrentPrincipal, auth: AuthServiceDep) -> list
             expires_at=row.expires_at,
             user_agent=row.user_agent,
             ip=row.ip,
+            amr=row.amr,
             current=row.family_id == claims.session_id,
         )
         for row in await auth.sessions(user)

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from userapi.core.validation import Email, LoginPassword, NewPassword, StorableText
 
@@ -65,6 +65,30 @@ class TokenPair(BaseModel):
     expires_in: int = Field(description="Seconds until the access token expires.")
 
 
+class MfaRequired(BaseModel):
+    """202 from login: the password was right and a second factor is due (POST /auth/mfa/verify)."""
+
+    mfa_token: str = Field(description="Opaque; 5 minutes, at most 5 code attempts.")
+    mfa_methods: list[Literal["totp", "recovery_code"]]
+    expires_in: int = Field(description="Seconds until the mfa_token expires.")
+
+
+class MfaVerifyRequest(BaseModel):
+    """Exactly one of `code` (6 digits from the authenticator) and `recovery_code`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mfa_token: str = Field(min_length=1, max_length=512)
+    code: StorableText | None = Field(default=None, min_length=1, max_length=16)
+    recovery_code: StorableText | None = Field(default=None, min_length=1, max_length=64)
+
+    @model_validator(mode="after")
+    def _one_method(self) -> MfaVerifyRequest:
+        if (self.code is None) == (self.recovery_code is None):
+            raise ValueError("send exactly one of `code` and `recovery_code`")
+        return self
+
+
 class SessionRead(BaseModel):
     id: uuid.UUID = Field(description="The session (refresh-token family) id.")
     created_at: datetime
@@ -72,4 +96,7 @@ class SessionRead(BaseModel):
     expires_at: datetime
     user_agent: str | None
     ip: str | None
+    amr: list[str] = Field(
+        description="How the session signed in (RFC 8176 amr): pwd, otp; rc for a recovery code."
+    )
     current: bool = Field(description="Whether this is the session of the calling access token.")

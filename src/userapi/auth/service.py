@@ -21,7 +21,7 @@ from userapi.auth.exceptions import (
 )
 from userapi.auth.models import RefreshToken
 from userapi.auth.repository import AuthRepository, CurrentUserRepository, SessionRow
-from userapi.auth.schemas import TokenPair
+from userapi.auth.schemas import MfaRequired, TokenPair
 from userapi.core.canonical import canonical_email_or_none, canonical_email_prefix
 from userapi.core.client import ClientInfo
 from userapi.core.config import Settings
@@ -40,6 +40,18 @@ from userapi.guard.constants import SecretKind
 from userapi.guard.service import SecretGuard, Verdict
 from userapi.users.models import User
 from userapi.users.service import UserService
+
+PASSWORD_AMR = ["pwd"]  # RFC 8176: signed in with a password only
+
+
+class SecondFactor(Protocol):
+    """What sign-in needs from mfa (its MfaService implements it), so auth never imports mfa."""
+
+    async def start_challenge(self, user: User, client: ClientInfo) -> tuple[str, int]: ...
+
+    async def verify_challenge(
+        self, mfa_token: str, code: str | None, recovery_code: str | None, client: ClientInfo
+    ) -> tuple[User, list[str]]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,8 +152,10 @@ class AuthService:
         guard: SecretGuard,
         settings: Settings,
         account_mail: AccountMail,
+        second_factor: SecondFactor,
     ) -> None:
         self.account_mail = account_mail
+        self.second_factor = second_factor
         self.repository = repository
         self.users = users
         self.audit = audit
@@ -161,15 +175,40 @@ class AuthService:
         await self.account_mail.send_verification(user, client)
         return user
 
-    async def login(self, email: str, password: str, client: ClientInfo) -> TokenPair:
-        """Verify credentials and open a session. Raises Throttled, InvalidCredentials (401)."""
+    async def login(self, email: str, password: str, client: ClientInfo) -> TokenPair | MfaRequired:
+        """Verify credentials and open a session or, for an account with TOTP on, start the second
+        step (an mfa_token for verify_mfa). Raises Throttled, InvalidCredentials (401)."""
         refuse = InvalidCredentials("Incorrect email or password")
-        return await self._new_session(await self._sign_in(email, password, client, refuse), client)
+        user = await self._sign_in(email, password, client, refuse)
+        if user.mfa_enabled:  # said only after the right password: MFA status is not public
+            mfa_token, expires_in = await self.second_factor.start_challenge(user, client)
+            return MfaRequired(
+                mfa_token=mfa_token, mfa_methods=["totp", "recovery_code"], expires_in=expires_in
+            )
+        return await self._new_session(user, client, PASSWORD_AMR)
 
     async def password_grant(self, username: str, password: str, client: ClientInfo) -> TokenPair:
-        """The login of the OAuth 2.0 token endpoint (RFC 6749 4.3). Raises Throttled, InvalidGrant (400)."""
+        """The login of the OAuth 2.0 token endpoint (RFC 6749 4.3). Raises Throttled, InvalidGrant (400),
+        also for an account with a second factor, which the password grant cannot carry."""
         refuse = InvalidGrant("The username or password is incorrect")
-        return await self._new_session(await self._sign_in(username, password, client, refuse), client)
+        user = await self._sign_in(username, password, client, refuse)
+        if user.mfa_enabled:
+            await self.audit.record(
+                EventType.login_failed, user_id=user.id, client=client, reason="mfa_required"
+            )
+            raise InvalidGrant(
+                "A second factor is required, which the password grant cannot carry: "
+                "use POST /api/v1/auth/login, then POST /api/v1/auth/mfa/verify"
+            )
+        return await self._new_session(user, client, PASSWORD_AMR)
+
+    async def verify_mfa(
+        self, mfa_token: str, code: str | None, recovery_code: str | None, client: ClientInfo
+    ) -> TokenPair:
+        """The second step of sign-in: a right code for an mfa_token opens the session.
+        Raises InvalidMfaToken, InvalidCode, Throttled (mfa's errors)."""
+        user, amr = await self.second_factor.verify_challenge(mfa_token, code, recovery_code, client)
+        return await self._new_session(user, client, amr)
 
     async def change_password(self, user: User, current: str, new: str, client: ClientInfo) -> None:
         """Set a new password and end every session. Raises WeakPassword, Throttled, WrongCurrentPassword.
@@ -221,8 +260,8 @@ class AuthService:
                 )
                 raise InvalidRefreshToken("The refresh token was already used; the session is revoked")
             # Within the grace period (two tabs refreshing at once): a valid pair of the same family.
-            return await self._open_session(user, token.family_id, client)
-        pair, new_token = await self._issue(user, token.family_id, client)
+            return await self._open_session(user, token.family_id, client, list(token.amr))
+        pair, new_token = await self._issue(user, token.family_id, client, list(token.amr))
         await self.repository.mark_rotated(token, new_token.id, now)
         return pair
 
@@ -294,17 +333,19 @@ class AuthService:
             await self.users.rehash_password(user, password)
         return user
 
-    async def _new_session(self, user: User, client: ClientInfo) -> TokenPair:
-        pair = await self._open_session(user, uuid.uuid4(), client)
-        await self.audit.record(EventType.login_succeeded, user_id=user.id, client=client)
+    async def _new_session(self, user: User, client: ClientInfo, amr: list[str]) -> TokenPair:
+        pair = await self._open_session(user, uuid.uuid4(), client, amr)
+        await self.audit.record(EventType.login_succeeded, user_id=user.id, client=client, amr=" ".join(amr))
         return pair
 
-    async def _open_session(self, user: User, family_id: uuid.UUID, client: ClientInfo) -> TokenPair:
-        pair, _ = await self._issue(user, family_id, client)
+    async def _open_session(
+        self, user: User, family_id: uuid.UUID, client: ClientInfo, amr: list[str]
+    ) -> TokenPair:
+        pair, _ = await self._issue(user, family_id, client, amr)
         return pair
 
     async def _issue(
-        self, user: User, family_id: uuid.UUID, client: ClientInfo
+        self, user: User, family_id: uuid.UUID, client: ClientInfo, amr: list[str]
     ) -> tuple[TokenPair, RefreshToken]:
         raw = new_opaque_token()
         stored = await self.repository.add_refresh_token(
@@ -314,11 +355,13 @@ class AuthService:
             expires_at=datetime.now(UTC) + timedelta(seconds=self.settings.refresh_token_ttl_seconds),
             user_agent=client.user_agent,
             ip=client.ip,
+            amr=amr,
         )
         # Role and permissions as information for other services (RFC 9068 section 2.2.3.1 style);
         # userapi itself reads them from the database on every request, never from the token.
-        role_claims = {"role": user.role, "permissions": sorted(await self.users.permissions_of(user))}
+        # `amr` (RFC 8176): how this session signed in, e.g. ["pwd", "otp"]; also information only.
+        claims = {"role": user.role, "permissions": sorted(await self.users.permissions_of(user)), "amr": amr}
         await self.tokens.keys.maybe_refresh()
-        access = self.tokens.encode_access(user.id, user.token_version, family_id, role_claims)
+        access = self.tokens.encode_access(user.id, user.token_version, family_id, claims)
         pair = TokenPair(access_token=access, refresh_token=raw, expires_in=self.tokens.ttl_seconds)
         return pair, stored

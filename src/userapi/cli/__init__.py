@@ -1,4 +1,4 @@
-"""The `userapi` command line: serve, migrate, db, roles, keys, mail, create-admin, prune-sessions."""
+"""The `userapi` command line: serve, migrate, db, roles, keys, mail, create-admin, reset-mfa, and more."""
 
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ app.add_typer(keys.app, name="keys")
 app.add_typer(mail.app, name="mail")
 app.command("create-admin")(accounts.create_admin)
 app.command("prune-sessions")(accounts.prune_sessions)
+app.command("reset-mfa")(accounts.reset_mfa)
 
 
 def _check_port_free(host: str, port: int) -> None:

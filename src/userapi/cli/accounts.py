@@ -1,9 +1,10 @@
-"""Account commands of the CLI: create-admin (the seed script) and prune-sessions."""
+"""Account commands of the CLI: create-admin (the seed script), reset-mfa and prune-sessions."""
 
 from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated
@@ -102,3 +103,40 @@ def prune_sessions(
 
     refresh, mailed = asyncio.run(run())
     typer.echo(f"deleted {refresh} refresh tokens and {mailed} expired mailed tokens")
+
+
+@one_line_errors
+def reset_mfa(
+    email: Annotated[str, typer.Option(help="Email of the account whose second factor to remove.")],
+) -> None:
+    """Remove an account's second factor (TOTP, recovery codes) for a locked-out operator; every
+    session of the account ends. Audited with the CLI as the actor."""
+    from userapi.audit.service import AuditService
+    from userapi.auth.service import SessionRevoker
+    from userapi.core.security import PasswordHasher
+    from userapi.core.throttle import Throttle
+    from userapi.db.session import session_scope
+    from userapi.guard.service import SecretGuard
+    from userapi.mfa.service import MfaService
+    from userapi.roles.service import Actor
+    from userapi.users.service import UserService
+
+    normalized = _validated(TypeAdapter(Email), email, "email")
+    settings = settings_with_database()
+
+    async def run() -> str:
+        async with session_scope(settings) as session:
+            sessions = SessionRevoker.for_session(session)
+            audit = AuditService.for_session(session)
+            hasher = PasswordHasher(settings.bcrypt_rounds)
+            users = UserService.for_session(session, hasher, sessions, audit)
+            guard = SecretGuard(Throttle(settings), audit)
+            mfa = MfaService.for_session(session, users, sessions, audit, hasher, guard, settings, time.time)
+            user = await users.get_by_email(normalized)
+            if user is None:
+                raise CliError(f"no account with the email {normalized}")
+            if not await mfa.reset(Actor.cli(), user):
+                return f"{normalized} has no second factor; nothing changed"
+            return f"second factor of {normalized} removed; every session of the account ended"
+
+    typer.echo(asyncio.run(run()))

@@ -111,6 +111,8 @@ class Settings(BaseSettings):
     # codes, mailed tokens): per account, and per client IP across accounts.
     rate_limit_secret_account: str = "5/minute"
     rate_limit_secret_ip: str = "60/minute"
+    # The issuer an authenticator app shows next to the account (otpauth:// URI, QR code).
+    mfa_issuer: str = "userapi"
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
 

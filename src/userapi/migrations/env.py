@@ -23,6 +23,7 @@ from userapi.db.base import Base
 from userapi.db.migrate import MIGRATION_LOCK_KEY
 from userapi.keys import models as keys_models  # noqa: F401
 from userapi.mail import models as mail_models  # noqa: F401
+from userapi.mfa import models as mfa_models  # noqa: F401
 from userapi.roles import models as roles_models  # noqa: F401
 from userapi.users import models as users_models  # noqa: F401
 

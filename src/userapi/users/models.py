@@ -58,6 +58,9 @@ class User(Base):
     email_verified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     # Bumped when every session of the user must end; access tokens carry the value they saw.
     token_version: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    # A confirmed TOTP factor exists: kept in sync by the mfa service, so the per-request user
+    # query (one statement, hot path) shows it without a join.
+    mfa_enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, server_default=func.now()
     )

@@ -29,6 +29,7 @@ class UserRead(BaseModel):
     email_verified_at: datetime | None = Field(
         description="When the owner proved the address is theirs (a mailed link); null until then."
     )
+    mfa_enabled: bool
     created_at: datetime
     updated_at: datetime
 

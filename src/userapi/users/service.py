@@ -201,6 +201,12 @@ class UserService:
         if not await self.repository.set_verified_email_unless_taken(user, new_email):
             raise EmailTaken(f"An account with the email {new_email} already exists")
 
+    async def set_mfa_enabled(self, user: User, enabled: bool) -> None:
+        """Keep `users.mfa_enabled` in step with the mfa domain's factor (it owns the truth)."""
+        attached = await self.repository.attach(user)
+        attached.mfa_enabled = enabled
+        await self.repository.flush()
+
     async def end_all_sessions(self, user: User) -> None:
         """End every session: access tokens carry the old token version, refresh tokens are revoked.
 
@@ -250,7 +256,7 @@ class UserService:
 
         Raises MissingPermission, UnknownRole, LastAdmin.
         """
-        await self._may_act_on(actor, user)
+        await self.may_act_on(actor, user)
         old_role, was_active = user.role, user.is_active
         new_role = role if "role" in fields and role is not None else old_role
         demotes = False
@@ -276,7 +282,7 @@ class UserService:
 
     async def admin_delete(self, actor: Actor, user: User) -> None:
         """Delete an account (its sessions go with it). Raises MissingPermission, LastAdmin."""
-        await self._may_act_on(actor, user)
+        await self.may_act_on(actor, user)
         await self._guard_last_admin(user, "deleted")
         if not await self.repository.delete(user.id):
             raise UserNotFound(f"No user with id {user.id}")
@@ -284,7 +290,7 @@ class UserService:
 
     async def admin_end_sessions(self, actor: Actor, user: User) -> None:
         """End every session of another account (its next request gets 401). Raises MissingPermission."""
-        await self._may_act_on(actor, user)
+        await self.may_act_on(actor, user)
         await self.end_all_sessions(user)
         await self._record(EventType.sessions_revoked, user, actor)
 
@@ -304,7 +310,9 @@ class UserService:
         actor.require(granted, f"You cannot assign the role {role!r}: it grants permissions your role lacks")
         return granted
 
-    async def _may_act_on(self, actor: Actor, user: User) -> None:
+    async def may_act_on(self, actor: Actor, user: User) -> None:
+        """Raises MissingPermission unless `actor` holds every permission of `user`'s role (no
+        escalation through another account, OWASP ASVS V4.1.3); acting on oneself is allowed."""
         if actor.user_id == user.id:
             return  # the actor's permissions are this account's own
         held = await self.roles.permissions_of(user.role)
