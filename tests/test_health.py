@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 
 from tests.fixtures.app import build_test_app
-from tests.fixtures.helpers import free_port, make_settings
+from tests.fixtures.helpers import REVISIONS, free_port, make_settings
 from userapi.core.config import Settings
 from userapi.db.session import build_engine
 
@@ -37,7 +37,7 @@ async def test_not_ready_when_database_is_behind_head(empty_database_url: str) -
     assert response.status_code == 503
     assert response.headers["content-type"].startswith("application/problem+json")
     assert "0001" in response.json()["detail"]
-    assert "0005" in response.json()["detail"]
+    assert REVISIONS[-1] in response.json()["detail"]
 
 
 async def test_not_ready_when_database_is_unreachable() -> None:
