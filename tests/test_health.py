@@ -6,7 +6,7 @@ import httpx
 
 from tests.db.test_migrations import REVISIONS
 from tests.fixtures.app import build_test_app
-from tests.fixtures.helpers import free_port, make_settings
+from tests.fixtures.helpers import REVISIONS, free_port, make_settings
 from userapi.core.config import Settings
 from userapi.db.session import build_engine
 

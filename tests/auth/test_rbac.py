@@ -411,6 +411,8 @@ SIGNED_IN_ONLY = {
     ("POST", "/api/v1/users/me/password"),
     ("GET", "/api/v1/auth/sessions"),
     ("DELETE", "/api/v1/auth/sessions/{session_id}"),
+    ("POST", "/api/v1/users/me/email"),
+    ("POST", "/api/v1/auth/email/verify/resend"),
 }
 ROUTE_PERMISSIONS = {
     ("GET", "/api/v1/users"): "users:read",

@@ -9,8 +9,7 @@ import asyncpg
 import httpx
 from sqlalchemy.engine import make_url
 
-from tests.db.test_migrations import REVISIONS
-from tests.fixtures.helpers import free_port, random_name, run_cli, running_server, server_env
+from tests.fixtures.helpers import REVISIONS, free_port, random_name, run_cli, running_server, server_env
 
 
 def assert_one_line_failure(result: object, *fragments: str) -> None:

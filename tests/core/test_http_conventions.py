@@ -13,6 +13,7 @@ import httpx
 import orjson
 import pytest
 from fastapi import FastAPI, Request, Response
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tests.fixtures.app import Account, build_test_app, served_routes
@@ -29,6 +30,7 @@ from tests.fixtures.helpers import (
 )
 from userapi.auth.schemas import TokenPair
 from userapi.core.config import Settings
+from userapi.core.security import new_opaque_token, opaque_token_hash
 
 
 def _dependency_calls(dependant: Any) -> set[Any]:
@@ -90,40 +92,92 @@ async def test_head_on_a_route_without_get_is_still_405(app: FastAPI) -> None:
 
 # --- 204: no body, no content type ---------------------------------------------------------------------
 
-NoContentCall = Callable[[httpx.AsyncClient, Account], Awaitable[tuple[str, str, dict[str, Any]]]]
+NoContentCall = Callable[
+    [httpx.AsyncClient, Account, AsyncConnection], Awaitable[tuple[str, str, dict[str, Any]]]
+]
 
 
-async def _logout(client: httpx.AsyncClient, account: Account) -> tuple[str, str, dict[str, Any]]:
+async def _logout(
+    client: httpx.AsyncClient, account: Account, conn: AsyncConnection
+) -> tuple[str, str, dict[str, Any]]:
     return "POST", f"{API}/auth/logout", {"json": {"refresh_token": account["tokens"]["refresh_token"]}}
 
 
-async def _password(client: httpx.AsyncClient, account: Account) -> tuple[str, str, dict[str, Any]]:
+async def _password(
+    client: httpx.AsyncClient, account: Account, conn: AsyncConnection
+) -> tuple[str, str, dict[str, Any]]:
     body = {"current_password": PASSWORD, "new_password": "a different passphrase"}
     return "POST", f"{API}/users/me/password", {"json": body, "headers": account.headers}
 
 
-async def _delete_user(client: httpx.AsyncClient, account: Account) -> tuple[str, str, dict[str, Any]]:
+async def _delete_user(
+    client: httpx.AsyncClient, account: Account, conn: AsyncConnection
+) -> tuple[str, str, dict[str, Any]]:
     target = await register(client)
     return "DELETE", f"{API}/users/{target['id']}", {"headers": account.headers}
 
 
-async def _end_session(client: httpx.AsyncClient, account: Account) -> tuple[str, str, dict[str, Any]]:
+async def _end_session(
+    client: httpx.AsyncClient, account: Account, conn: AsyncConnection
+) -> tuple[str, str, dict[str, Any]]:
     sessions = (await client.get(f"{API}/auth/sessions", headers=account.headers)).json()
     return "DELETE", f"{API}/auth/sessions/{sessions[0]['id']}", {"headers": account.headers}
 
 
-async def _end_user_sessions(client: httpx.AsyncClient, account: Account) -> tuple[str, str, dict[str, Any]]:
+async def _end_user_sessions(
+    client: httpx.AsyncClient, account: Account, conn: AsyncConnection
+) -> tuple[str, str, dict[str, Any]]:
     target = await register(client)
     return "DELETE", f"{API}/users/{target['id']}/sessions", {"headers": account.headers}
 
 
-async def _delete_role(client: httpx.AsyncClient, account: Account) -> tuple[str, str, dict[str, Any]]:
+async def _delete_role(
+    client: httpx.AsyncClient, account: Account, conn: AsyncConnection
+) -> tuple[str, str, dict[str, Any]]:
     name = f"probe-{uuid.uuid4().hex[:8]}"
     created = await client.post(
         f"{API}/roles", json={"name": name, "permissions": []}, headers=account.headers
     )
     assert created.status_code == 201, created.text
     return "DELETE", f"{API}/roles/{name}", {"headers": account.headers}
+
+
+async def _mailed_token(conn: AsyncConnection, user_id: str, purpose: str, email: str) -> str:
+    """A live mailed token, stored as the service stores one (only its hash)."""
+    raw = new_opaque_token()
+    await conn.execute(
+        text(
+            "INSERT INTO account_tokens (user_id, purpose, token_hash, email, expires_at) "
+            "VALUES (:u, :p, :h, :e, now() + interval '10 minutes')"
+        ),
+        {"u": user_id, "p": purpose, "h": opaque_token_hash(raw), "e": email},
+    )
+    return raw
+
+
+async def _reset_password(
+    client: httpx.AsyncClient, account: Account, conn: AsyncConnection
+) -> tuple[str, str, dict[str, Any]]:
+    target = await register(client)
+    token = await _mailed_token(conn, target["id"], "password_reset", target["email"])
+    body = {"token": token, "new_password": "a new passphrase"}
+    return "POST", f"{API}/auth/password/reset", {"json": body}
+
+
+async def _verify_email(
+    client: httpx.AsyncClient, account: Account, conn: AsyncConnection
+) -> tuple[str, str, dict[str, Any]]:
+    target = await register(client)
+    token = await _mailed_token(conn, target["id"], "email_verification", target["email"])
+    return "POST", f"{API}/auth/email/verify", {"json": {"token": token}}
+
+
+async def _confirm_email_change(
+    client: httpx.AsyncClient, account: Account, conn: AsyncConnection
+) -> tuple[str, str, dict[str, Any]]:
+    target = await register(client)
+    token = await _mailed_token(conn, target["id"], "email_change", unique_email("moved"))
+    return "POST", f"{API}/auth/email/change/confirm", {"json": {"token": token}}
 
 
 # Every 204 route, and how to make it answer 204 (the walk below fails when one is missing here).
@@ -134,6 +188,9 @@ NO_CONTENT_ROUTES: dict[tuple[str, str], NoContentCall] = {
     ("DELETE", f"{API}/auth/sessions/{{session_id}}"): _end_session,
     ("DELETE", f"{API}/users/{{user_id}}/sessions"): _end_user_sessions,
     ("DELETE", f"{API}/roles/{{name}}"): _delete_role,
+    ("POST", f"{API}/auth/password/reset"): _reset_password,
+    ("POST", f"{API}/auth/email/verify"): _verify_email,
+    ("POST", f"{API}/auth/email/change/confirm"): _confirm_email_change,
 }
 
 
@@ -149,9 +206,9 @@ def test_the_no_content_table_names_every_204_route(app: FastAPI) -> None:
 
 @pytest.mark.parametrize(("method", "path"), list(NO_CONTENT_ROUTES))
 async def test_every_204_has_no_body_and_no_content_type(
-    app: FastAPI, client: httpx.AsyncClient, admin: Account, method: str, path: str
+    app: FastAPI, client: httpx.AsyncClient, admin: Account, db_conn: AsyncConnection, method: str, path: str
 ) -> None:
-    verb, url, request = await NO_CONTENT_ROUTES[(method, path)](client, admin)
+    verb, url, request = await NO_CONTENT_ROUTES[(method, path)](client, admin, db_conn)
     headers = {"content-type": "application/json", **request.get("headers", {})}
     body = httpx.Request("POST", "http://x", json=request["json"]).content if "json" in request else b""
     status, response_headers, content = await asgi_call(app, verb, url, headers, body)

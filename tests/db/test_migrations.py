@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import asyncpg
 import pytest
@@ -14,14 +13,10 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tests.fixtures.helpers import run_cli, server_env
+from tests.fixtures.helpers import REVISIONS, run_cli, server_env
 from userapi.core.config import to_async_url
 from userapi.db import migrate
 
-# Every revision file, in order (each names itself NNNN_...): the tests follow new migrations.
-REVISIONS = sorted(
-    p.name[:4] for p in (Path(migrate.__file__).parent.parent / "migrations" / "versions").glob("[0-9]*.py")
-)
 HEAD = REVISIONS[-1]
 
 

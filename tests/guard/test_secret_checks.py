@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -25,8 +26,9 @@ from tests.fixtures.helpers import (
     login,
     make_settings,
     metric_sample,
+    unique_email,
 )
-from userapi.core.config import Settings
+from userapi.core.config import MailDelivery, Settings
 
 ATTACKER = "203.0.113.66"
 ELSEWHERE = "198.51.100.7"
@@ -211,6 +213,7 @@ WRONG = "wrong-secret-guess-4411"
 # A body field whose name says it carries a secret.
 SECRET_FIELD = re.compile(r"password|secret|token|code", re.IGNORECASE)
 # Operations with such a field that compare nothing a guess could hit, and why.
+WRONG_TOKEN = "A" * 43  # the shape of a mailed token (32 bytes, base64url), not one
 NOT_SECRET_CHECKS = {
     ("POST", "/api/v1/auth/register"): "password: a new password; nothing stored is compared",
     ("POST", "/api/v1/users"): "password: a new password an admin sets; nothing is compared",
@@ -227,6 +230,16 @@ SECRET_CHECKS: dict[tuple[str, str], Callable[[Account], dict[str, Any]]] = {
     },
     ("POST", "/api/v1/users/me/password"): lambda a: {
         "json": {"current_password": WRONG, "new_password": NEW_PASSWORD},
+        "headers": a.headers,
+    },
+    # Mailed one-time tokens (RFC 4086-strength, yet each use is a secret check: counted per IP).
+    ("POST", "/api/v1/auth/password/reset"): lambda a: {
+        "json": {"token": WRONG_TOKEN, "new_password": NEW_PASSWORD}
+    },
+    ("POST", "/api/v1/auth/email/verify"): lambda a: {"json": {"token": WRONG_TOKEN}},
+    ("POST", "/api/v1/auth/email/change/confirm"): lambda a: {"json": {"token": WRONG_TOKEN}},
+    ("POST", "/api/v1/users/me/email"): lambda a: {
+        "json": {"new_email": unique_email("moved"), "current_password": WRONG},
         "headers": a.headers,
     },
     # The secret is a header, not a body field: listed by hand.
@@ -256,11 +269,23 @@ async def test_every_operation_taking_a_secret_is_classified(app: FastAPI) -> No
 
 @pytest.mark.parametrize(("method", "path"), list(SECRET_CHECKS))
 async def test_every_secret_check_is_throttled_and_audited(
-    settings: Settings, engine: AsyncEngine, db_conn: AsyncConnection, method: str, path: str
+    settings: Settings,
+    engine: AsyncEngine,
+    db_conn: AsyncConnection,
+    tmp_path: Path,
+    method: str,
+    path: str,
 ) -> None:
     limits = ("login_account", "login_ip", "secret_account", "secret_ip")
     every_limit = dict.fromkeys((f"rate_limit_{name}" for name in limits), "2/minute")
-    guarded = limited(settings, **every_limit).model_copy(update={"metrics_token": SecretStr("scrape-me")})
+    # Mail on (to files, sent by no worker here): the address change checks its password only then.
+    guarded = limited(settings, **every_limit).model_copy(
+        update={
+            "metrics_token": SecretStr("scrape-me"),
+            "mail_delivery": MailDelivery.file,
+            "data_dir": tmp_path,
+        }
+    )
     async with app_client(guarded, engine, db_conn) as client:
         account = await make_account(client)
         request = SECRET_CHECKS[(method, path)](account)
@@ -272,7 +297,7 @@ async def test_every_secret_check_is_throttled_and_audited(
         assert_throttled(await client.request(method, path, headers=headers, **request))
     query = text("SELECT type FROM auth_events WHERE ip = :ip ORDER BY id")
     rows = list((await db_conn.execute(query, {"ip": ATTACKER})).scalars())
-    sign_in = path.startswith(f"{API}/auth/")
+    sign_in = path in (f"{API}/auth/login", f"{API}/auth/token")
     failed = "login_failed" if sign_in else "secret_check_failed"
     throttled = "login_throttled" if sign_in else "secret_check_throttled"
     assert rows == [failed, failed, throttled]
