@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import httpx
 
-from tests.db.test_migrations import REVISIONS
 from tests.fixtures.app import build_test_app
 from tests.fixtures.helpers import REVISIONS, free_port, make_settings
 from userapi.core.config import Settings
