@@ -413,6 +413,10 @@ SIGNED_IN_ONLY = {
     ("DELETE", "/api/v1/auth/sessions/{session_id}"),
     ("POST", "/api/v1/users/me/email"),
     ("POST", "/api/v1/auth/email/verify/resend"),
+    ("POST", "/api/v1/users/me/mfa/totp"),
+    ("POST", "/api/v1/users/me/mfa/totp/confirm"),
+    ("DELETE", "/api/v1/users/me/mfa/totp"),
+    ("POST", "/api/v1/users/me/mfa/recovery-codes"),
 }
 ROUTE_PERMISSIONS = {
     ("GET", "/api/v1/users"): "users:read",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
 
 import httpx
 import pytest
@@ -12,16 +11,18 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tests.fixtures.app import app_client, make_account
-from tests.fixtures.helpers import API, PASSWORD, assert_throttled, make_settings, unique_email
+from tests.fixtures.helpers import (
+    API,
+    PASSWORD,
+    assert_throttled,
+    make_settings,
+    throttled_settings,
+    unique_email,
+)
 from userapi.core.config import Settings
 
 ATTACKER = "203.0.113.66"
 OWNER = "198.51.100.7"
-
-
-def throttled_settings(base: Settings, **overrides: Any) -> Settings:
-    """Settings behind a trusted proxy at 127.0.0.1 (httpx's ASGI peer), so X-Forwarded-For picks the IP."""
-    return make_settings(base.plain_database_url or "", **{"trusted_proxies": ["127.0.0.1"], **overrides})
 
 
 async def attempt(

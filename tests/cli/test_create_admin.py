@@ -15,7 +15,16 @@ import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.fixtures.helpers import API, PASSWORD, bearer, login, register, run_cli, server_env
+from tests.fixtures.helpers import (
+    API,
+    PASSWORD,
+    assert_one_line_error,
+    bearer,
+    login,
+    register,
+    run_cli,
+    server_env,
+)
 from userapi.core.security import verify_password_sync
 
 
@@ -31,17 +40,6 @@ async def fetch(engine: AsyncEngine, email: str) -> Any:
                 {"e": email},
             )
         ).one_or_none()
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess[str], *words: str) -> str:
-    assert result.returncode == 1, result
-    assert "Traceback" not in result.stderr + result.stdout
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: "), lines[0]
-    for word in words:
-        assert word in lines[0].lower(), lines[0]
-    return lines[0]
 
 
 async def test_create_admin_creates_or_promotes_and_is_idempotent(

@@ -5,18 +5,20 @@ believed only from TRUSTED_PROXIES (in the app and in a real `userapi serve`).""
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
 import orjson
+import pyotp
 import pytest
 from fastapi import FastAPI, Request, Response
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from tests.fixtures.app import Account, build_test_app, served_routes
+from tests.fixtures.app import Account, build_test_app, make_account, served_routes
 from tests.fixtures.helpers import (
     API,
     PASSWORD,
@@ -180,6 +182,31 @@ async def _confirm_email_change(
     return "POST", f"{API}/auth/email/change/confirm", {"json": {"token": token}}
 
 
+async def _disable_totp(
+    client: httpx.AsyncClient, account: Account, conn: AsyncConnection
+) -> tuple[str, str, dict[str, Any]]:
+    # On the real clock: confirm with this step's code, turn off with the next step's (within the
+    # one step of drift accepted, and later than the step just used).
+    owner = await make_account(client)
+    enrol = await client.post(
+        f"{API}/users/me/mfa/totp", json={"current_password": PASSWORD}, headers=owner.headers
+    )
+    totp = pyotp.TOTP(enrol.json()["secret"])
+    confirmed = await client.post(
+        f"{API}/users/me/mfa/totp/confirm", json={"code": totp.now()}, headers=owner.headers
+    )
+    assert confirmed.status_code == 200, confirmed.text
+    body = {"current_password": PASSWORD, "code": totp.at(time.time() + totp.interval)}
+    return "DELETE", f"{API}/users/me/mfa/totp", {"json": body, "headers": owner.headers}
+
+
+async def _reset_mfa(
+    client: httpx.AsyncClient, account: Account, conn: AsyncConnection
+) -> tuple[str, str, dict[str, Any]]:
+    target = await register(client)
+    return "DELETE", f"{API}/users/{target['id']}/mfa", {"headers": account.headers}
+
+
 # Every 204 route, and how to make it answer 204 (the walk below fails when one is missing here).
 NO_CONTENT_ROUTES: dict[tuple[str, str], NoContentCall] = {
     ("POST", f"{API}/auth/logout"): _logout,
@@ -191,6 +218,8 @@ NO_CONTENT_ROUTES: dict[tuple[str, str], NoContentCall] = {
     ("POST", f"{API}/auth/password/reset"): _reset_password,
     ("POST", f"{API}/auth/email/verify"): _verify_email,
     ("POST", f"{API}/auth/email/change/confirm"): _confirm_email_change,
+    ("DELETE", f"{API}/users/me/mfa/totp"): _disable_totp,
+    ("DELETE", f"{API}/users/{{user_id}}/mfa"): _reset_mfa,
 }
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pyotp
 import pytest
 from fastapi import FastAPI
 from pydantic import SecretStr
@@ -213,6 +214,7 @@ WRONG = "wrong-secret-guess-4411"
 # A body field whose name says it carries a secret.
 SECRET_FIELD = re.compile(r"password|secret|token|code", re.IGNORECASE)
 # Operations with such a field that compare nothing a guess could hit, and why.
+WRONG_CODE = "000000"  # right once in a million draws: a TOTP code, not this factor's
 WRONG_TOKEN = "A" * 43  # the shape of a mailed token (32 bytes, base64url), not one
 NOT_SECRET_CHECKS = {
     ("POST", "/api/v1/auth/register"): "password: a new password; nothing stored is compared",
@@ -242,8 +244,64 @@ SECRET_CHECKS: dict[tuple[str, str], Callable[[Account], dict[str, Any]]] = {
         "json": {"new_email": unique_email("moved"), "current_password": WRONG},
         "headers": a.headers,
     },
+    # The second factor (prepared by PREPARE below): TOTP codes, and the passwords that guard it
+    # (turning TOTP off or replacing recovery codes checks the password first, then the code; a
+    # right password counts as an attempt too, so the wrong one is the password here and the codes
+    # are tested in tests/mfa).
+    ("POST", "/api/v1/users/me/mfa/totp"): lambda a: {
+        "json": {"current_password": WRONG},
+        "headers": a.headers,
+    },
+    ("POST", "/api/v1/users/me/mfa/totp/confirm"): lambda a: {
+        "json": {"code": WRONG_CODE},
+        "headers": a.headers,
+    },
+    ("DELETE", "/api/v1/users/me/mfa/totp"): lambda a: {
+        "json": {"current_password": WRONG, "code": WRONG_CODE},
+        "headers": a.headers,
+    },
+    ("POST", "/api/v1/users/me/mfa/recovery-codes"): lambda a: {
+        "json": {"current_password": WRONG, "code": WRONG_CODE},
+        "headers": a.headers,
+    },
+    ("POST", "/api/v1/auth/mfa/verify"): lambda a: {
+        "json": {"mfa_token": a["mfa_token"], "code": WRONG_CODE}
+    },
     # The secret is a header, not a body field: listed by hand.
     ("GET", "/metrics"): lambda a: {"headers": {"Authorization": f"Bearer {WRONG}"}},
+}
+
+
+async def _enrolment_pending(client: httpx.AsyncClient, account: Account) -> None:
+    enrol = await client.post(
+        f"{API}/users/me/mfa/totp", json={"current_password": PASSWORD}, headers=account.headers
+    )
+    assert enrol.status_code == 201, enrol.text
+    account["mfa_secret"] = enrol.json()["secret"]
+
+
+async def _totp_on(client: httpx.AsyncClient, account: Account) -> None:
+    await _enrolment_pending(client, account)
+    code = pyotp.TOTP(account["mfa_secret"]).now()
+    confirmed = await client.post(
+        f"{API}/users/me/mfa/totp/confirm", json={"code": code}, headers=account.headers
+    )
+    assert confirmed.status_code == 200, confirmed.text
+
+
+async def _second_step_due(client: httpx.AsyncClient, account: Account) -> None:
+    await _totp_on(client, account)
+    started = await client.post(f"{API}/auth/login", json={"email": account["email"], "password": PASSWORD})
+    assert started.status_code == 202, started.text
+    account["mfa_token"] = started.json()["mfa_token"]
+
+
+# What must exist before a wrong secret can be presented (a code needs a factor to check against).
+PREPARE: dict[tuple[str, str], Callable[[httpx.AsyncClient, Account], Awaitable[None]]] = {
+    ("POST", "/api/v1/users/me/mfa/totp/confirm"): _enrolment_pending,
+    ("DELETE", "/api/v1/users/me/mfa/totp"): _totp_on,
+    ("POST", "/api/v1/users/me/mfa/recovery-codes"): _totp_on,
+    ("POST", "/api/v1/auth/mfa/verify"): _second_step_due,
 }
 
 
@@ -286,8 +344,13 @@ async def test_every_secret_check_is_throttled_and_audited(
             "data_dir": tmp_path,
         }
     )
+    # The account and what the check needs are made first, on an app with the default limits: a
+    # right secret counts against the limits too.
+    async with app_client(settings, engine, db_conn) as setup:
+        account = await make_account(setup)
+        if (method, path) in PREPARE:
+            await PREPARE[(method, path)](setup, account)
     async with app_client(guarded, engine, db_conn) as client:
-        account = await make_account(client)
         request = SECRET_CHECKS[(method, path)](account)
         headers = {**request.pop("headers", {}), "X-Forwarded-For": ATTACKER}
         for _ in range(2):

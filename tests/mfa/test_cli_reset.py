@@ -9,9 +9,8 @@ from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.cli.test_create_admin import assert_one_line_error
 from tests.fixtures.app import make_account
-from tests.fixtures.helpers import API, run_cli, server_env
+from tests.fixtures.helpers import API, assert_one_line_error, run_cli, server_env
 from tests.mfa.conftest import FakeClock, enable_totp
 from userapi.core.clock import Clock, get_clock
 

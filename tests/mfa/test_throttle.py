@@ -5,9 +5,8 @@ from __future__ import annotations
 import httpx
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from tests.auth.test_throttle import throttled_settings
 from tests.fixtures.app import build_test_app, make_account
-from tests.fixtures.helpers import API, assert_problem
+from tests.fixtures.helpers import API, assert_problem, throttled_settings
 from tests.mfa.conftest import FakeClock, code_at, enable_totp, start_login
 from userapi.core.clock import Clock, get_clock
 from userapi.core.config import Settings

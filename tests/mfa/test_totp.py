@@ -12,11 +12,11 @@ import httpx
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
-from userapi.users.constants import Role
 
 from tests.fixtures.app import Account, make_account
 from tests.fixtures.helpers import API, assert_problem, bearer
 from tests.mfa.conftest import FakeClock, MfaAccount, code_at, enable_totp, start_login
+from userapi.roles.constants import BuiltInRole
 
 
 def claims_of(access_token: str) -> dict[str, Any]:
@@ -347,7 +347,7 @@ async def test_regenerated_recovery_codes_replace_the_old_set(
 async def test_admin_reset_removes_the_factor_and_ends_every_session(
     client: httpx.AsyncClient, db_conn: AsyncConnection, mfa_user: MfaAccount
 ) -> None:
-    admin = await make_account(client, db_conn, Role.admin)
+    admin = await make_account(client, db_conn, BuiltInRole.admin)
     denied = await client.delete(f"{API}/users/{mfa_user['id']}/mfa", headers=mfa_user.headers)
     assert_problem(denied, 403, "forbidden")
 

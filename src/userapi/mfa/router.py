@@ -34,6 +34,7 @@ _password: dict[int | str, dict[str, Any]] = {
     "/me/mfa/totp",
     status_code=status.HTTP_201_CREATED,
     response_model=TotpEnrolment,
+    summary="Start turning on TOTP",
     responses={**_password, 409: {"description": "TOTP is already on"}},
 )
 async def enrol_totp(
@@ -44,7 +45,12 @@ async def enrol_totp(
     return TotpEnrolment(secret=enrolment.secret, otpauth_uri=enrolment.otpauth_uri, qr_svg=enrolment.qr_svg)
 
 
-@router.post("/me/mfa/totp/confirm", response_model=RecoveryCodes, responses=_password)
+@router.post(
+    "/me/mfa/totp/confirm",
+    response_model=RecoveryCodes,
+    responses=_password,
+    summary="Turn TOTP on with a first code",
+)
 async def confirm_totp(
     body: CodeRequest, user: CurrentUser, mfa: MfaServiceDep, client: ClientDep
 ) -> RecoveryCodes:
@@ -52,7 +58,9 @@ async def confirm_totp(
     return RecoveryCodes(recovery_codes=await mfa.confirm(user, body.code, client))
 
 
-@router.delete("/me/mfa/totp", status_code=status.HTTP_204_NO_CONTENT, responses=_password)
+@router.delete(
+    "/me/mfa/totp", status_code=status.HTTP_204_NO_CONTENT, responses=_password, summary="Turn TOTP off"
+)
 async def disable_totp(
     body: PasswordAndCodeRequest, current: CurrentPrincipal, mfa: MfaServiceDep, client: ClientDep
 ) -> None:
@@ -60,7 +68,12 @@ async def disable_totp(
     await mfa.disable(current.user, body.current_password, body.code, client, current.claims.session_id)
 
 
-@router.post("/me/mfa/recovery-codes", response_model=RecoveryCodes, responses=_password)
+@router.post(
+    "/me/mfa/recovery-codes",
+    response_model=RecoveryCodes,
+    responses=_password,
+    summary="Replace my recovery codes",
+)
 async def regenerate_recovery_codes(
     body: PasswordAndCodeRequest, current: CurrentPrincipal, mfa: MfaServiceDep, client: ClientDep
 ) -> RecoveryCodes:
@@ -72,7 +85,10 @@ async def regenerate_recovery_codes(
 
 
 @router.delete(
-    "/{user_id}/mfa", status_code=status.HTTP_204_NO_CONTENT, responses={404: {"description": "No such user"}}
+    "/{user_id}/mfa",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={404: {"description": "No such user"}},
+    summary="Remove a user's second factor (mfa:reset)",
 )
 async def reset_mfa(caller: Resetter, target: TargetUser, mfa: MfaServiceDep, client: ClientDep) -> None:
     """Remove a user's second factor (support case): audited; every session of that user ends.
