@@ -273,6 +273,7 @@ def test_user_schemas_document_no_secret(spec: dict[str, Any]) -> None:
         "role",
         "is_active",
         "email_verified_at",
+        "mfa_enabled",
         "created_at",
         "updated_at",
     }
@@ -290,6 +291,7 @@ def test_the_validator_rejects_bodies_that_break_the_schema(spec: dict[str, Any]
         "role": "user",
         "is_active": True,
         "email_verified_at": None,
+        "mfa_enabled": False,
         "created_at": "2024-05-01T12:00:00+00:00",
         "updated_at": "2024-05-01T12:00:00+00:00",
     }
@@ -304,6 +306,7 @@ def test_the_validator_rejects_bodies_that_break_the_schema(spec: dict[str, Any]
         {**good, "id": "not-a-uuid"},
         {**good, "created_at": "2024-05-01T12:00:00"},
         {**good, "email_verified_at": "yesterday"},
+        {**good, "mfa_enabled": "no"},
     ]
     for body in broken:
         with pytest.raises((AssertionError, ValueError)):

@@ -29,7 +29,7 @@ class UserRead(BaseModel):
     email_verified_at: datetime | None = Field(
         description="When the owner proved the address is theirs (a mailed link); null until then."
     )
-    mfa_enabled: bool
+    mfa_enabled: bool = Field(description="True when signing in needs a second factor (TOTP) too.")
     created_at: datetime
     updated_at: datetime
 
