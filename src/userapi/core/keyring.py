@@ -136,6 +136,22 @@ class KeyRing:
             return
         self.refresh_in_background()
 
+    async def refresh_now_if_due(self) -> None:
+        """Reload, and wait for it, when the interval has passed (or a background reload is running).
+
+        For the documents verifiers cache (JWKS, discovery): they must never be served from a set
+        older than the interval, or a verifier could cache a set without a newly published key for
+        max-age and miss the key's first tokens. Authenticated requests use maybe_refresh instead.
+        """
+        if self._refresh is not None and not self._refresh.done():
+            await asyncio.shield(self._refresh)
+            return
+        if time.monotonic() < self._next_refresh:
+            return
+        async with self._lock:
+            if time.monotonic() >= self._next_refresh:
+                await self._load_unlocked()
+
     def refresh_in_background(self) -> None:
         """Schedule one reload (none if one is running); errors are logged, never raised."""
         if self._refresh is not None and not self._refresh.done():

@@ -29,14 +29,14 @@ class KeyDocuments:
 
     async def jwks(self, if_none_match: str | None) -> tuple[bytes, dict[str, str], bool]:
         """(body, headers, not_modified): RFC 7517 JWK Set with Cache-Control and ETag."""
-        await self.keyring.maybe_refresh()
+        await self.keyring.refresh_now_if_due()
         body, etag = self.keyring.jwks()
         headers = {"Cache-Control": self.cache_control, "ETag": etag}
         return body, headers, etag_matches(if_none_match, etag)
 
     async def discovery(self) -> tuple[OpenIDConfiguration, str]:
         """The discovery document and its Cache-Control value."""
-        await self.keyring.maybe_refresh()
+        await self.keyring.refresh_now_if_due()
         base = self.settings.issuer_url
         algorithms = {entry.algorithm for entry in self.keyring.published()}
         if self.keyring.has_signer():
