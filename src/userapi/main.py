@@ -31,6 +31,7 @@ from userapi.db.session import build_engine, build_sessionmaker
 from userapi.keys.service import key_loader
 from userapi.mail.transport import build_transport
 from userapi.mail.worker import DeliveryWorker
+from userapi.web.router import install_web
 
 
 def build_token_codec(settings: Settings, engine: AsyncEngine) -> TokenCodec:
@@ -118,6 +119,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_openapi(app)
     include_routes(app)
     install_docs(app)
+    install_web(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     # Outside the body limit, so HEAD and 204 rules hold for its 413s too.
     app.add_middleware(HttpConventions)

@@ -348,9 +348,19 @@ def _dependency_calls(dependant: Any) -> Iterator[Any]:
         yield from _dependency_calls(sub)
 
 
+# The web pages guard themselves with the console session, not a bearer token: tests/web walks them.
+WEB_PAGES = ("/admin", "/account")
+
+
+def _is_web_page(path: str) -> bool:
+    return any(path == prefix or path.startswith(prefix + "/") for prefix in WEB_PAGES)
+
+
 def _routes(app: FastAPI) -> Iterator[tuple[str, str, Any]]:
-    """(method, path, dependant) of every route as served, router-level dependencies included."""
+    """(method, path, dependant) of every API route as served, router-level dependencies included."""
     for route in served_routes(app):
+        if _is_web_page(route.path):
+            continue
         dependant = getattr(route, "dependant", None)
         for method in sorted((route.methods or set()) - {"HEAD"}):
             yield method, route.path, dependant

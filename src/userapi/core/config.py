@@ -119,6 +119,12 @@ class Settings(BaseSettings):
     # Where `make run` keeps the embedded development database (used when DATABASE_URL is unset).
     data_dir: Path = Path(".data")
 
+    # The web console and account pages (userapi.web): a signed-in browser that makes no request
+    # for this long is signed out (OWASP ASVS V3.3.2); the session cookie is `Secure` unless
+    # CONSOLE_SECURE_COOKIE says otherwise, which by default it does only in development (plain http).
+    console_idle_timeout_seconds: int = Field(default=900, ge=60, le=24 * 3600)
+    console_secure_cookie: bool | None = None
+
     # When set, GET /metrics requires `Authorization: Bearer <METRICS_TOKEN>`.
     metrics_token: SecretStr = SecretStr("")
 
@@ -240,6 +246,13 @@ class Settings(BaseSettings):
         if mode is MailDelivery.off and self.require_verified_email:
             raise ConfigError("REQUIRE_VERIFIED_EMAIL=true needs mail: MAIL_DELIVERY must not be off")
         return mode
+
+    @property
+    def secure_cookies(self) -> bool:
+        """Whether the console's cookies carry `Secure` (always, except in development by default)."""
+        if self.console_secure_cookie is not None:
+            return self.console_secure_cookie
+        return self.environment != Environment.development
 
     @property
     def async_database_url(self) -> str:

@@ -50,6 +50,7 @@ class UserRepository:
         after: tuple[datetime, uuid.UUID] | None,
         role: str | None,
         email_prefix: str | None,
+        is_active: bool | None = None,
     ) -> list[User]:
         # Keyset pagination on (created_at, id): a deep page costs what the first one does.
         stmt = select(User).order_by(User.created_at, User.id).limit(limit)
@@ -57,6 +58,8 @@ class UserRepository:
             stmt = stmt.where(tuple_(User.created_at, User.id) > tuple_(*after))
         if role is not None:
             stmt = stmt.where(User.role == role)
+        if is_active is not None:
+            stmt = stmt.where(User.is_active.is_(is_active))
         if email_prefix:
             # email is COLLATE "C", so its unique index serves this prefix match.
             stmt = stmt.where(User.email.like(_like_prefix(email_prefix), escape="\\"))

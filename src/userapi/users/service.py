@@ -151,18 +151,27 @@ class UserService:
         return await self.roles.permissions_of(user.role)
 
     async def page(
-        self, limit: int, cursor: str | None, role: str | None, email_prefix: str | None
+        self,
+        limit: int,
+        cursor: str | None,
+        role: str | None,
+        email_prefix: str | None,
+        *,
+        is_active: bool | None = None,
     ) -> tuple[list[User], str | None]:
         """A page of users in creation order and the cursor of the next one. Raises InvalidCursor.
 
         `role` filters by role name; a name no role has gives an empty page (a filter, not a reference).
+        `is_active` keeps only active (True) or deactivated (False) accounts.
 
         `email_prefix` is brought towards the canonical form as far as a prefix allows
         (core.canonical.canonical_email_prefix), so any form of an address finds its account.
         """
         after = decode_cursor(cursor, _user_key) if cursor else None
         email_prefix = canonical_email_prefix(email_prefix) if email_prefix else None
-        rows = await self.repository.page(limit=limit + 1, after=after, role=role, email_prefix=email_prefix)
+        rows = await self.repository.page(
+            limit=limit + 1, after=after, role=role, email_prefix=email_prefix, is_active=is_active
+        )
         return next_page(rows, limit, lambda user: [user.created_at.isoformat(), str(user.id)])
 
     async def update_profile(self, user: User, full_name: str | None) -> User:

@@ -1,0 +1,82 @@
+"""The hosted account pages (/account): a signed-in user's name, password and sessions."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request
+from starlette.responses import Response
+
+from userapi.auth.dependencies import AuthServiceDep
+from userapi.core.validation import FullName, LoginPassword, NewPassword
+from userapi.users.dependencies import UserServiceDep
+from userapi.web import constants as c
+from userapi.web.dependencies import AccountConsole, session_form
+from userapi.web.pages import PageRoute, back_to, flash, redirect, render
+from userapi.web.signin import add_sign_in
+
+router = APIRouter(prefix=c.ACCOUNT, route_class=PageRoute, include_in_schema=False)
+add_sign_in(router, c.ACCOUNT, c.ACCOUNT, "Your account")
+Form_ = session_form(c.ACCOUNT)
+Back = back_to(c.ACCOUNT)
+
+
+@router.get("")
+async def account_page(request: Request, console: AccountConsole, auth: AuthServiceDep) -> Response:
+    """The account, its sessions (this one marked), and the forms that change them."""
+    sessions = await auth.sessions(console.principal.user)
+    return render(
+        request,
+        "account/index.html",
+        console=console,
+        area=c.ACCOUNT,
+        user=console.principal.user,
+        sessions=sessions,
+        current=console.session_id,
+    )
+
+
+@router.post("/name", dependencies=[Back, Form_])
+async def change_name(
+    request: Request,
+    console: AccountConsole,
+    users: UserServiceDep,
+    full_name: Annotated[FullName, Form()] = "",
+) -> Response:
+    """PATCH /api/v1/users/me: the name (empty clears it)."""
+    await users.update_profile(console.principal.user, full_name or None)
+    flash(request, "Your name is saved.")
+    return redirect(request, c.ACCOUNT)
+
+
+@router.post("/password", dependencies=[Back, Form_])
+async def change_password(
+    request: Request,
+    console: AccountConsole,
+    auth: AuthServiceDep,
+    current_password: Annotated[LoginPassword, Form()],
+    new_password: Annotated[NewPassword, Form()],
+) -> Response:
+    """POST /api/v1/users/me/password: checked, throttled and audited as there; every session ends,
+    this one too, so the browser signs in again with the new password."""
+    await auth.change_password(console.principal.user, current_password, new_password, console.client)
+    request.state.session_cookie = None
+    request.state.end_session = True
+    flash(request, "Your password is changed and every session has ended: sign in with the new one.")
+    return redirect(request, f"{c.ACCOUNT}/sign-in")
+
+
+@router.post("/sessions/{session_id}/end", dependencies=[Back, Form_])
+async def end_session(
+    request: Request, session_id: uuid.UUID, console: AccountConsole, auth: AuthServiceDep
+) -> Response:
+    """DELETE /api/v1/auth/sessions/{id}: one of the caller's sessions (this one signs the browser out)."""
+    await auth.end_session(console.principal.user, session_id, console.client)
+    if session_id == console.session_id:
+        request.state.session_cookie = None
+        request.state.end_session = True
+        flash(request, "This session has ended: you are signed out.")
+        return redirect(request, f"{c.ACCOUNT}/sign-in")
+    flash(request, "The session has ended.")
+    return redirect(request, c.ACCOUNT)

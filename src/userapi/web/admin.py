@@ -1,0 +1,325 @@
+"""The admin console (/admin): users (search, filters, keyset pages, changes), roles, the audit trail.
+
+Each page and form calls the service its API route calls, after the permission that route requires;
+the services decide everything else (no escalation, the last admin, email taken, ...), and their
+refusals reach the page as messages.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any, Literal
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Form, Query, Request
+from starlette.responses import Response
+
+from userapi.audit.constants import EventType
+from userapi.audit.dependencies import AuditServiceDep
+from userapi.auth.dependencies import AuthServiceDep
+from userapi.core.pagination import CursorParam
+from userapi.core.validation import StorableText
+from userapi.roles.constants import Permission
+from userapi.roles.dependencies import RoleServiceDep
+from userapi.roles.schemas import RoleDescription, RoleName
+from userapi.users.dependencies import UserServiceDep
+from userapi.web import constants as c
+from userapi.web.dependencies import AdminConsole, Console, session_form
+from userapi.web.exceptions import InvalidForm
+from userapi.web.pages import PageRoute, back_to, flash, redirect, render
+from userapi.web.signin import add_sign_in
+
+router = APIRouter(prefix=c.ADMIN, route_class=PageRoute, include_in_schema=False)
+add_sign_in(router, c.ADMIN, f"{c.ADMIN}", "Admin console")
+Form_ = session_form(c.ADMIN)
+USER_PAGE = c.ADMIN + "/users/{user_id}"
+
+# Pages of the console, in the navigation's order, with the permission each needs.
+SECTIONS = (
+    ("users", "Users", Permission.users_read),
+    ("roles", "Roles", Permission.roles_manage),
+    ("audit", "Audit trail", Permission.audit_read),
+)
+
+
+def _page(request: Request, console: Console, template: str, section: str, **context: Any) -> Response:
+    nav = [(name, label) for name, label, permission in SECTIONS if console.can(permission)]
+    return render(request, template, console=console, nav=nav, section=section, area=c.ADMIN, **context)
+
+
+@router.get("")
+async def home(request: Request, console: AdminConsole) -> Response:
+    """The first section the caller may see."""
+    for name, _, permission in SECTIONS:
+        if console.can(permission):
+            return redirect(request, f"{c.ADMIN}/{name}")
+    return _page(request, console, "admin/home.html", "")
+
+
+# --- users -----------------------------------------------------------------------------------------
+
+
+@router.get("/users")
+async def users_page(
+    request: Request,
+    console: AdminConsole,
+    users: UserServiceDep,
+    roles: RoleServiceDep,
+    email: Annotated[StorableText | None, Query(max_length=320)] = None,
+    role: Annotated[StorableText | None, Query(max_length=63)] = None,
+    active: Annotated[Literal["", "yes", "no"], Query()] = "",
+    cursor: CursorParam = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = c.PAGE_SIZE,
+) -> Response:
+    """Users in creation order, a keyset page at a time (GET /api/v1/users, users:read)."""
+    console.require(Permission.users_read)
+    is_active = {"yes": True, "no": False}.get(active)
+    rows, next_cursor = await users.page(limit, cursor, role or None, email or None, is_active=is_active)
+    filters = {k: v for k, v in {"email": email, "role": role, "active": active}.items() if v}
+    if limit != c.PAGE_SIZE:
+        filters["limit"] = str(limit)
+    next_url = f"?{urlencode({**filters, 'cursor': next_cursor})}" if next_cursor else None
+    first_url = f"?{urlencode(filters)}" if cursor else None
+    role_names = [view.name for view in await roles.all_roles()]
+    return _page(
+        request,
+        console,
+        "admin/users.html",
+        "users",
+        users=rows,
+        email=email or "",
+        role=role or "",
+        active=active,
+        role_names=role_names,
+        next_url=next_url,
+        first_url=first_url,
+    )
+
+
+@router.get("/users/{user_id}")
+async def user_page(
+    request: Request,
+    user_id: uuid.UUID,
+    console: AdminConsole,
+    users: UserServiceDep,
+    auth: AuthServiceDep,
+    audit: AuditServiceDep,
+    roles: RoleServiceDep,
+) -> Response:
+    """One account: details, role, active state, sessions and recent audit events."""
+    console.require(Permission.users_read)
+    target = await users.get(user_id)
+    sessions = await auth.sessions(target)
+    events = None
+    if console.can(Permission.audit_read):
+        events, _ = await audit.page(c.RECENT_EVENTS, None, target.id, None)
+    role_names = [view.name for view in await roles.all_roles()]
+    return _page(
+        request,
+        console,
+        "admin/user.html",
+        "users",
+        target=target,
+        sessions=sessions,
+        events=events,
+        role_names=role_names,
+        can=console.can,
+        Permission=Permission,
+    )
+
+
+@router.post("/users/{user_id}/role", dependencies=[back_to(USER_PAGE), Form_])
+async def change_role(
+    request: Request,
+    user_id: uuid.UUID,
+    console: AdminConsole,
+    users: UserServiceDep,
+    role: Annotated[RoleName, Form()],
+) -> Response:
+    """PATCH /api/v1/users/{id} with a role (users:update; the service asks users:manage-roles)."""
+    console.require(Permission.users_update)
+    target = await users.get(user_id)
+    await users.admin_update(console.actor, target, role=role, fields={"role"})
+    flash(request, f"{target.email} now holds the role {role}.")
+    return redirect(request, USER_PAGE.format(user_id=user_id))
+
+
+@router.post("/users/{user_id}/active", dependencies=[back_to(USER_PAGE), Form_])
+async def change_active(
+    request: Request,
+    user_id: uuid.UUID,
+    console: AdminConsole,
+    users: UserServiceDep,
+    active: Annotated[bool, Form()],
+) -> Response:
+    """PATCH /api/v1/users/{id} with is_active (users:update): a deactivation ends every session."""
+    console.require(Permission.users_update)
+    target = await users.get(user_id)
+    await users.admin_update(console.actor, target, is_active=active, fields={"is_active"})
+    done = "reactivated" if active else "deactivated; every session of it has ended"
+    flash(request, f"{target.email} is {done}.")
+    return redirect(request, USER_PAGE.format(user_id=user_id))
+
+
+@router.post("/users/{user_id}/sessions/end", dependencies=[back_to(USER_PAGE), Form_])
+async def end_sessions(
+    request: Request, user_id: uuid.UUID, console: AdminConsole, users: UserServiceDep
+) -> Response:
+    """DELETE /api/v1/users/{id}/sessions (sessions:revoke)."""
+    console.require(Permission.sessions_revoke)
+    target = await users.get(user_id)
+    await users.admin_end_sessions(console.actor, target)
+    flash(request, f"Every session of {target.email} has ended.")
+    return redirect(request, USER_PAGE.format(user_id=user_id))
+
+
+@router.get("/users/{user_id}/delete")
+async def confirm_delete(
+    request: Request, user_id: uuid.UUID, console: AdminConsole, users: UserServiceDep
+) -> Response:
+    """The confirmation, naming the account, before DELETE /api/v1/users/{id} (users:delete)."""
+    console.require(Permission.users_delete)
+    target = await users.get(user_id)
+    return _page(request, console, "admin/confirm_delete.html", "users", target=target)
+
+
+@router.post("/users/{user_id}/delete", dependencies=[back_to(USER_PAGE), Form_])
+async def delete_user(
+    request: Request,
+    user_id: uuid.UUID,
+    console: AdminConsole,
+    users: UserServiceDep,
+    confirm_email: Annotated[StorableText, Form(max_length=320)],
+) -> Response:
+    """DELETE /api/v1/users/{id} (users:delete), once the form names the account being deleted."""
+    console.require(Permission.users_delete)
+    target = await users.get(user_id)
+    if confirm_email != target.email:
+        raise InvalidForm(f"The confirmation does not name {target.email}; nothing was deleted")
+    await users.admin_delete(console.actor, target)
+    flash(request, f"The account {target.email} is deleted.")
+    return redirect(request, f"{c.ADMIN}/users")
+
+
+# --- roles -----------------------------------------------------------------------------------------
+
+
+@router.get("/roles")
+async def roles_page(request: Request, console: AdminConsole, roles: RoleServiceDep) -> Response:
+    """Every role with its permissions and holders, and a form for a new one (roles:manage)."""
+    console.require(Permission.roles_manage)
+    return _page(
+        request,
+        console,
+        "admin/roles.html",
+        "roles",
+        roles=await roles.all_roles(),
+        catalogue=roles.catalogue(),
+    )
+
+
+@router.post("/roles", dependencies=[back_to(c.ADMIN + "/roles"), Form_])
+async def create_role(
+    request: Request,
+    console: AdminConsole,
+    roles: RoleServiceDep,
+    name: Annotated[RoleName, Form()],
+    description: Annotated[RoleDescription, Form()] = "",
+    permissions: Annotated[list[Permission], Form(max_length=4 * len(Permission))] = [],  # noqa: B006
+) -> Response:
+    """POST /api/v1/roles (roles:manage)."""
+    console.require(Permission.roles_manage)
+    await roles.create(console.actor, name, description, permissions)
+    flash(request, f"The role {name} is created.")
+    return redirect(request, f"{c.ADMIN}/roles/{name}")
+
+
+@router.get("/roles/{name}")
+async def role_page(
+    request: Request, name: RoleName, console: AdminConsole, roles: RoleServiceDep
+) -> Response:
+    """One role, with a form to change it (custom roles) (roles:manage)."""
+    console.require(Permission.roles_manage)
+    return _page(
+        request, console, "admin/role.html", "roles", role=await roles.get(name), catalogue=roles.catalogue()
+    )
+
+
+@router.post("/roles/{name}", dependencies=[back_to(c.ADMIN + "/roles/{name}"), Form_])
+async def update_role(
+    request: Request,
+    name: RoleName,
+    console: AdminConsole,
+    roles: RoleServiceDep,
+    description: Annotated[RoleDescription, Form()] = "",
+    permissions: Annotated[list[Permission], Form(max_length=4 * len(Permission))] = [],  # noqa: B006
+) -> Response:
+    """PATCH /api/v1/roles/{name} with the whole new set of permissions (roles:manage)."""
+    console.require(Permission.roles_manage)
+    await roles.update(
+        console.actor,
+        name,
+        description=description,
+        permissions=permissions,
+        fields={"description", "permissions"},
+    )
+    flash(request, f"The role {name} is saved.")
+    return redirect(request, f"{c.ADMIN}/roles/{name}")
+
+
+@router.post("/roles/{name}/delete", dependencies=[back_to(c.ADMIN + "/roles/{name}"), Form_])
+async def delete_role(
+    request: Request, name: RoleName, console: AdminConsole, roles: RoleServiceDep
+) -> Response:
+    """DELETE /api/v1/roles/{name} (roles:manage)."""
+    console.require(Permission.roles_manage)
+    await roles.delete(console.actor, name)
+    flash(request, f"The role {name} is deleted.")
+    return redirect(request, f"{c.ADMIN}/roles")
+
+
+# --- audit trail -----------------------------------------------------------------------------------
+
+
+@router.get("/audit")
+async def audit_page(
+    request: Request,
+    console: AdminConsole,
+    audit: AuditServiceDep,
+    users: UserServiceDep,
+    type: Annotated[EventType | Literal[""], Query()] = "",
+    user: Annotated[StorableText, Query(max_length=320)] = "",
+    cursor: CursorParam = None,
+) -> Response:
+    """The audit trail, newest first, filtered by type and by user (id or email) (audit:read)."""
+    console.require(Permission.audit_read)
+    user_id = await _user_filter(user, users) if user else None
+    if user and user_id is None:
+        events: list[object] = []
+        next_cursor = None
+    else:
+        rows, next_cursor = await audit.page(c.PAGE_SIZE, cursor, user_id, type or None)
+        events = list(rows)
+    filters = {k: v for k, v in {"type": type, "user": user}.items() if v}
+    next_url = f"?{urlencode({**filters, 'cursor': next_cursor})}" if next_cursor else None
+    return _page(
+        request,
+        console,
+        "admin/audit.html",
+        "audit",
+        events=events,
+        types=[t.value for t in EventType],
+        type=type,
+        user=user,
+        next_url=next_url,
+        first_url=f"?{urlencode(filters)}" if cursor else None,
+    )
+
+
+async def _user_filter(text: str, users: UserServiceDep) -> uuid.UUID | None:
+    """A user id, or the id of the account with that email (None when there is none)."""
+    try:
+        return uuid.UUID(text.strip())
+    except ValueError:
+        account = await users.get_by_email(text)
+        return account.id if account else None

@@ -1,0 +1,203 @@
+"""Rendering of the web pages: templates, security headers, cookies, flash messages, and errors as pages.
+
+`PageRoute` is the route class of every page: what a route leaves on `request.state` (a renewed
+or ended session, a message for the next page) becomes cookies on whatever response it returns,
+and a domain error (last admin, email taken, throttled, ...) becomes a readable message: on the
+page the form came from (`request.state.back`, after a redirect) or on a page of its own. The
+database session has been committed or rolled back by then, as for the API.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from functools import cache
+from html import escape
+from typing import Any
+
+from fastapi import Depends, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.responses import HTMLResponse, Response
+
+from userapi.core.config import Settings
+from userapi.core.exceptions import AppError, Throttled
+from userapi.core.headers import content_security_policy, page_security_headers
+from userapi.core.runtime import Runtime
+from userapi.web import constants as c
+from userapi.web.cookies import CookieSigner
+from userapi.web.exceptions import CsrfRefused, InvalidForm, SignInRequired
+
+
+@dataclass(frozen=True, slots=True)
+class CookieNames:
+    session: str
+    pre_session: str
+    flash: str
+
+
+def cookie_names(settings: Settings) -> CookieNames:
+    """The `__Host-` names where cookies are Secure (a plain-http development server cannot set those)."""
+    if settings.secure_cookies:
+        return CookieNames(c.SECURE_SESSION_COOKIE, c.SECURE_PRE_SESSION_COOKIE, c.SECURE_FLASH_COOKIE)
+    return CookieNames(c.SESSION_COOKIE, c.PRE_SESSION_COOKIE, c.FLASH_COOKIE)
+
+
+@cache
+def _signer(secret: str) -> CookieSigner:
+    from pydantic import SecretStr
+
+    return CookieSigner(SecretStr(secret))
+
+
+def signer_for(runtime: Runtime) -> CookieSigner:
+    """The process's cookie signer (one per JWT_SECRET, built once)."""
+    return _signer(runtime.settings.jwt_secret.get_secret_value())
+
+
+def runtime_of(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+@cache
+def _templates() -> Environment:
+    env = Environment(
+        loader=PackageLoader("userapi.web", "templates"),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    return env
+
+
+def root(request: Request) -> str:
+    """The ASGI root_path (from the operator's server configuration, never from a request header)."""
+    return str(request.scope.get("root_path", "")).rstrip("/")
+
+
+def render(request: Request, template: str, *, status_code: int = 200, **context: Any) -> HTMLResponse:
+    """A page from `template`, with the message a redirect left for it (shown once)."""
+    flash = signer_for(runtime_of(request)).loads(
+        request.cookies.get(cookie_names(runtime_of(request).settings).flash)
+    )
+    if flash is not None:
+        request.state.flash_shown = True
+    html = (
+        _templates()
+        .get_template(template)
+        .render(root=root(request), static=root(request) + c.STATIC, flash=flash, **context)
+    )
+    return HTMLResponse(html, status_code=status_code)
+
+
+def redirect(request: Request, path: str) -> HTMLResponse:
+    """303 See Other to a path of this service (never built from the Host header), with a link for
+    clients that do not follow redirects."""
+    url = root(request) + path
+    body = f'<!DOCTYPE html><title>See other</title><p><a href="{escape(url)}">Continue</a></p>'
+    return HTMLResponse(body, status_code=303, headers={"Location": url})
+
+
+def flash(request: Request, message: str, kind: str = "ok") -> None:
+    """A message for the next page the browser shows (after the redirect this request answers)."""
+    request.state.flash = {"k": kind, "m": message}
+
+
+def _finish(request: Request, response: Response) -> Response:
+    runtime = runtime_of(request)
+    settings = runtime.settings
+    names = cookie_names(settings)
+    signer = signer_for(runtime)
+    secure = settings.secure_cookies
+
+    def set_cookie(name: str, value: str, max_age: int) -> None:
+        response.set_cookie(
+            name, value, max_age=max_age, path="/", secure=secure, httponly=True, samesite="strict"
+        )
+
+    def clear(name: str) -> None:
+        response.delete_cookie(name, path="/", secure=secure, httponly=True, samesite="strict")
+
+    state = request.state
+    session_value: str | None = getattr(state, "session_cookie", None)
+    if session_value is not None:
+        set_cookie(names.session, session_value, settings.console_idle_timeout_seconds)
+    elif getattr(state, "end_session", False):
+        clear(names.session)
+    pre_session: str | None = getattr(state, "pre_session", None)
+    if pre_session is not None:
+        set_cookie(names.pre_session, pre_session, c.PRE_SESSION_MAX_AGE_SECONDS)
+    message: dict[str, str] | None = getattr(state, "flash", None)
+    if message is not None:
+        set_cookie(names.flash, signer.dumps(message), c.FLASH_MAX_AGE_SECONDS)
+    elif getattr(state, "flash_shown", False):
+        clear(names.flash)
+    response.headers.update(page_security_headers(content_security_policy()))
+    # Pages show accounts, sessions and tokens: never kept by a cache or the back-forward cache.
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _readable(exc: RequestValidationError) -> str:
+    """The form's validation errors in words ("New password: must have at least 8 characters"); never
+    the values sent (a password could be among them)."""
+    parts = []
+    for error in exc.errors():
+        field = str(error.get("loc", ("", "form"))[-1]).replace("_", " ").capitalize()
+        message = str(error.get("msg", "is not valid")).removeprefix("Value error, ")
+        parts.append(f"{field}: {message}")
+    return "; ".join(parts) or "The form is not valid"
+
+
+def back_to(path: str) -> Any:
+    """Route dependency: a refusal of this form is shown on the page at `path` (formatted with the
+    route's path parameters), after a redirect. Listed first, so it holds for invalid fields too."""
+
+    async def set_back(request: Request) -> None:
+        request.state.back = path.format(**request.path_params)
+
+    return Depends(set_back)
+
+
+def _refusal(request: Request, exc: AppError) -> Response:
+    back: str | None = getattr(request.state, "back", None)
+    if isinstance(exc, SignInRequired):
+        request.state.end_session = True
+        if exc.detail != exc.title and request.method == "POST":
+            flash(request, exc.detail, "error")
+        return redirect(request, exc.sign_in_path)
+    if back is not None and not isinstance(exc, CsrfRefused):
+        flash(request, exc.detail, "error")
+        return redirect(request, back)
+    response = render(
+        request,
+        "refused.html",
+        status_code=exc.status_code,
+        title=exc.title,
+        message=exc.detail,
+        console=getattr(request.state, "console", None),
+    )
+    if isinstance(exc, Throttled):
+        response.headers["Retry-After"] = str(exc.retry_after)
+    return response
+
+
+class PageRoute(APIRoute):
+    """The route class of the web pages: cookies from `request.state`, the page headers, and every
+    domain error shown as a message (never a problem document: these are read by people)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def page(request: Request) -> Response:
+            try:
+                response = await handler(request)
+            except AppError as exc:
+                response = _refusal(request, exc)
+            except RequestValidationError as exc:
+                response = _refusal(request, InvalidForm(_readable(exc)))
+            return _finish(request, response)
+
+        return page

@@ -1,0 +1,250 @@
+"""The web pages over HTTP (fast, no browser): security headers, cookie flags, the console session
+as a real userapi session, CSRF, permissions and refusals shown as messages."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from pydantic import SecretStr
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from tests.fixtures.app import Account, build_test_app, make_account
+from tests.fixtures.helpers import API, PASSWORD, TEST_SECRET
+from tests.web.helpers import cookie_header, csrf_token, replace_cookie, sign_in
+from userapi.core.config import Settings
+from userapi.roles.constants import BuiltInRole
+from userapi.web.cookies import CookieSigner
+
+SESSION = "__Host-console"
+
+
+@pytest.fixture
+async def web(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """A browser-like client: https (the cookies are Secure), cookies kept, no redirect followed."""
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as client:
+        yield client
+
+
+@pytest.fixture
+async def admin_web(web: httpx.AsyncClient, admin: Account) -> httpx.AsyncClient:
+    response = await sign_in(web, admin["email"])
+    assert response.status_code == 303, response.text
+    return web
+
+
+def assert_page_headers(response: httpx.Response) -> None:
+    csp = response.headers["content-security-policy"]
+    assert "script-src 'self'" in csp
+    assert "frame-ancestors 'none'" in csp
+    assert "default-src 'none'" in csp
+    assert "unsafe-inline" not in csp
+    assert response.headers["x-frame-options"] == "DENY"
+    assert response.headers["referrer-policy"] == "no-referrer"
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["cache-control"] == "no-store"
+
+
+@pytest.mark.parametrize("path", ["/admin/sign-in", "/account/sign-in"])
+async def test_sign_in_pages_carry_the_page_headers_and_a_pre_session_cookie(
+    web: httpx.AsyncClient, path: str
+) -> None:
+    response = await web.get(path)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    assert_page_headers(response)
+    pre = cookie_header(response, "__Host-console_pre").lower()
+    assert "httponly" in pre
+    assert "secure" in pre
+    assert "samesite=strict" in pre
+    assert "path=/" in pre
+    assert '<label for="email">' in response.text
+    assert '<label for="password">' in response.text
+
+
+async def test_signing_in_sets_a_strict_http_only_secure_session_cookie(
+    web: httpx.AsyncClient, admin: Account, settings: Settings
+) -> None:
+    response = await sign_in(web, admin["email"])
+    assert response.status_code == 303
+    assert response.headers["location"] == "/admin"
+    session = cookie_header(response, SESSION).lower()
+    for flag in ("httponly", "secure", "samesite=strict", "path=/"):
+        assert flag in session
+    assert f"max-age={settings.console_idle_timeout_seconds}" in session
+    assert "domain=" not in session
+
+    users = await web.get("/admin/users")
+    assert users.status_code == 200
+    assert_page_headers(users)
+    assert admin["email"] in users.text
+    assert PASSWORD not in users.text
+
+
+async def test_outside_https_in_development_the_cookie_is_not_secure(
+    settings: Settings, engine: AsyncEngine, db_conn: AsyncConnection, client: httpx.AsyncClient
+) -> None:
+    app = build_test_app(settings.model_copy(update={"environment": "development"}), engine, db_conn)
+    account = await make_account(client, db_conn, BuiltInRole.admin)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as web:
+        response = await sign_in(web, account["email"])
+        assert response.status_code == 303
+        session = cookie_header(response, "console").lower()
+        assert "secure" not in session
+        assert "httponly" in session
+        assert (await web.get("/admin/users")).status_code == 200
+
+
+async def test_a_page_without_a_session_sends_the_browser_to_sign_in(web: httpx.AsyncClient) -> None:
+    for path in ("/admin", "/admin/users", "/admin/roles", "/admin/audit", "/account"):
+        response = await web.get(path)
+        assert response.status_code == 303, path
+        assert response.headers["location"].endswith("/sign-in"), path
+
+
+async def test_a_wrong_password_is_a_message_on_the_sign_in_page(
+    web: httpx.AsyncClient, admin: Account
+) -> None:
+    response = await sign_in(web, admin["email"], "not the password at all")
+    assert response.status_code == 303
+    assert response.headers["location"] == "/admin/sign-in"
+    page = await web.get("/admin/sign-in")
+    assert "Incorrect email or password" in page.text
+    assert SESSION not in web.cookies
+
+
+async def test_an_account_without_an_admin_permission_is_refused(
+    web: httpx.AsyncClient, user: Account
+) -> None:
+    assert (await sign_in(web, user["email"])).status_code == 303
+    response = await web.get("/admin/users")
+    assert response.status_code == 403
+    assert "grants no administrative permission" in response.text
+    assert_page_headers(response)
+    # Its own account pages stay open to it.
+    assert (await web.get("/account")).status_code == 200
+
+
+async def test_a_post_without_the_csrf_token_is_refused(
+    admin_web: httpx.AsyncClient, client: httpx.AsyncClient, admin: Account, user: Account
+) -> None:
+    url = f"/admin/users/{user['id']}/role"
+    missing = await admin_web.post(url, data={"role": "admin"})
+    forged = await admin_web.post(url, data={"role": "admin", "csrf_token": "x" * 43})
+    for response in (missing, forged):
+        assert response.status_code == 403
+        assert "form has expired or did not come from this site" in response.text
+    unchanged = await client.get(f"{API}/users/{user['id']}", headers=admin.headers)
+    assert unchanged.json()["role"] == "user"
+    # The same form with the token does change the role: the refusals above were the token's.
+    token = csrf_token((await admin_web.get(f"/admin/users/{user['id']}")).text)
+    done = await admin_web.post(url, data={"role": "admin", "csrf_token": token})
+    assert done.status_code == 303
+    changed = await client.get(f"{API}/users/{user['id']}", headers=admin.headers)
+    assert changed.json()["role"] == "admin"
+
+
+async def test_the_sign_in_form_needs_its_csrf_token(web: httpx.AsyncClient, admin: Account) -> None:
+    await web.get("/admin/sign-in")
+    response = await web.post("/admin/sign-in", data={"email": admin["email"], "password": PASSWORD})
+    assert response.status_code == 403
+    assert SESSION not in web.cookies
+
+
+async def test_another_sessions_token_is_refused(
+    app: FastAPI, admin_web: httpx.AsyncClient, admin: Account, user: Account
+) -> None:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="https://testserver"
+    ) as other:
+        await sign_in(other, admin["email"])
+        token = csrf_token((await other.get(f"/admin/users/{user['id']}")).text)
+    response = await admin_web.post(
+        f"/admin/users/{user['id']}/active", data={"active": "false", "csrf_token": token}
+    )
+    assert response.status_code == 403
+
+
+async def test_the_last_admin_refusal_is_a_readable_message(
+    admin_web: httpx.AsyncClient, admin: Account
+) -> None:
+    page = f"/admin/users/{admin['id']}"
+    token = csrf_token((await admin_web.get(page)).text)
+    response = await admin_web.post(f"{page}/role", data={"role": "user", "csrf_token": token})
+    assert response.status_code == 303
+    assert response.headers["location"] == page
+    shown = await admin_web.get(page)
+    assert "The last active admin cannot be demoted" in shown.text
+    assert 'role="alert"' in shown.text
+    # Shown once.
+    assert "The last active admin" not in (await admin_web.get(page)).text
+
+
+async def test_ending_the_session_through_the_api_ends_the_console_session(
+    web: httpx.AsyncClient, client: httpx.AsyncClient, admin: Account, user: Account
+) -> None:
+    assert (await sign_in(web, user["email"], area="/account")).status_code == 303
+    assert (await web.get("/account")).status_code == 200
+    ended = await client.delete(f"{API}/users/{user['id']}/sessions", headers=admin.headers)
+    assert ended.status_code == 204
+    response = await web.get("/account")
+    assert response.status_code == 303
+    assert response.headers["location"] == "/account/sign-in"
+
+
+async def test_the_console_session_is_listed_and_ended_like_any_session(
+    web: httpx.AsyncClient, client: httpx.AsyncClient, user: Account
+) -> None:
+    await sign_in(web, user["email"], area="/account")
+    sessions = (await client.get(f"{API}/auth/sessions", headers=user.headers)).json()
+    assert len(sessions) == 2  # the API's sign-in of the fixture, and the browser's
+    browser = next(s for s in sessions if not s["current"])
+    assert browser["user_agent"].startswith("python-httpx")
+    ended = await client.delete(f"{API}/auth/sessions/{browser['id']}", headers=user.headers)
+    assert ended.status_code == 204
+    assert (await web.get("/account")).status_code == 303
+
+
+async def test_an_idle_session_is_signed_out(
+    web: httpx.AsyncClient, admin: Account, settings: Settings
+) -> None:
+    await sign_in(web, admin["email"])
+    signer = CookieSigner(settings.jwt_secret)
+    value = signer.loads(web.cookies[SESSION])
+    assert value is not None
+    value["t"] = int(time.time()) - settings.console_idle_timeout_seconds - 5
+    replace_cookie(web, SESSION, signer.dumps(value))
+    response = await web.get("/admin/users")
+    assert response.status_code == 303
+    assert "max-age=0" in cookie_header(response, SESSION).lower()  # the browser forgets it
+
+
+async def test_a_forged_cookie_is_no_session(web: httpx.AsyncClient, admin: Account) -> None:
+    await sign_in(web, admin["email"])
+    forged = CookieSigner(SecretStr("another secret " + "y" * 40))
+    value = CookieSigner(SecretStr(TEST_SECRET)).loads(web.cookies[SESSION])
+    assert value is not None
+    replace_cookie(web, SESSION, forged.dumps(value))
+    assert (await web.get("/admin/users")).status_code == 303
+
+
+async def test_an_expired_access_token_is_renewed_with_the_refresh_token(
+    web: httpx.AsyncClient, admin: Account, settings: Settings
+) -> None:
+    await sign_in(web, admin["email"])
+    signer = CookieSigner(settings.jwt_secret)
+    value = signer.loads(web.cookies[SESSION])
+    assert value is not None
+    old_refresh = value["r"]
+    value["a"] = "expired.or.unreadable"
+    replace_cookie(web, SESSION, signer.dumps(value))
+    response = await web.get("/admin/users")
+    assert response.status_code == 200
+    renewed = signer.loads(web.cookies[SESSION])
+    assert renewed is not None
+    assert renewed["r"] != old_refresh
+    assert (await web.get("/admin/users")).status_code == 200
