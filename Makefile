@@ -7,7 +7,7 @@ UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 export UV_PYTHON_DOWNLOADS ?= never
 RUN := $(UV) run --frozen --no-sync
 
-.PHONY: help install run test lint typecheck pytest bench soak clean-data
+.PHONY: help install run test lint typecheck pytest bench soak clean-data screenshots
 
 help:
 	@echo "make run    install, migrate and serve the API on http://127.0.0.1:8000 (embedded database)"
@@ -57,6 +57,10 @@ bench: install
 # memory or connection growth (bench/soak.py). Outside CI.
 soak: install
 	$(RUN) python -m bench.soak
+
+# The web console's screenshots in docs/, taken in Chromium from the real pages (tests/web).
+screenshots: install
+	UPDATE_SCREENSHOTS=1 $(RUN) pytest -n 0 -q tests/web/test_screenshots.py
 
 clean-data:
 	-$(RUN) userapi db stop
