@@ -1,12 +1,16 @@
-"""Helpers of the web page tests: a browser-like HTTP client's sign-in and the forms' CSRF tokens."""
+"""Helpers of the web page tests: sign-in (HTTP client or browser page), CSRF tokens, committed accounts."""
 
 from __future__ import annotations
 
 import re
+import uuid
 
 import httpx
+from playwright.async_api import Page
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.fixtures.helpers import PASSWORD
+from tests.fixtures.helpers import API, PASSWORD
 
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -41,3 +45,38 @@ def replace_cookie(web: httpx.AsyncClient, name: str, value: str) -> None:
     (cookie,) = [cookie for cookie in web.cookies.jar if cookie.name == name]
     web.cookies.delete(name)
     web.cookies.set(name, value, domain=cookie.domain, path=cookie.path)
+
+
+class Accounts:
+    """Accounts made through the live server's API (committed), roles set with SQL."""
+
+    def __init__(self, http: httpx.AsyncClient, engine: AsyncEngine) -> None:
+        self.http = http
+        self.engine = engine
+
+    async def make(self, email: str, role: str = "user", full_name: str | None = None) -> str:
+        body = {"email": email, "password": PASSWORD, **({"full_name": full_name} if full_name else {})}
+        response = await self.http.post(f"{API}/auth/register", json=body)
+        assert response.status_code == 201, response.text
+        if role != "user":
+            async with self.engine.begin() as conn:
+                change = text("UPDATE users SET role = :r WHERE email = :e")
+                await conn.execute(change, {"r": role, "e": email})
+        return str(response.json()["id"])
+
+    async def login(self, email: str, password: str = PASSWORD) -> dict[str, str]:
+        response = await self.http.post(f"{API}/auth/login", json={"email": email, "password": password})
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    async def role_of(self, user_id: str) -> str | None:
+        async with self.engine.connect() as conn:
+            found = await conn.scalar(text("SELECT role FROM users WHERE id = :i"), {"i": uuid.UUID(user_id)})
+        return str(found) if found is not None else None
+
+
+async def sign_in_page(page: Page, email: str, password: str = PASSWORD, area: str = "/admin") -> None:
+    await page.goto(f"{area}/sign-in")
+    await page.get_by_label("Email").fill(email)
+    await page.get_by_label("Password").fill(password)
+    await page.get_by_role("button", name="Sign in").click()

@@ -6,72 +6,19 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import AsyncIterator
 
-import httpx
-import pytest
 from playwright.async_api import Browser, BrowserContext, Page, expect
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.fixtures.browser import PageLog, close_network
 from tests.fixtures.helpers import API, PASSWORD
+from tests.web.helpers import Accounts
+from tests.web.helpers import sign_in_page as sign_in
 
 NEW_PASSWORD = "a brand new passphrase 2026"
 
 
-class Accounts:
-    """Accounts made through the live server's API (committed), roles set with SQL."""
-
-    def __init__(self, http: httpx.AsyncClient, engine: AsyncEngine) -> None:
-        self.http = http
-        self.engine = engine
-
-    async def make(self, email: str, role: str = "user", full_name: str | None = None) -> str:
-        body = {"email": email, "password": PASSWORD, **({"full_name": full_name} if full_name else {})}
-        response = await self.http.post(f"{API}/auth/register", json=body)
-        assert response.status_code == 201, response.text
-        if role != "user":
-            async with self.engine.begin() as conn:
-                change = text("UPDATE users SET role = :r WHERE email = :e")
-                await conn.execute(change, {"r": role, "e": email})
-        return str(response.json()["id"])
-
-    async def login(self, email: str, password: str = PASSWORD) -> dict[str, str]:
-        response = await self.http.post(f"{API}/auth/login", json={"email": email, "password": password})
-        assert response.status_code == 200, response.text
-        return dict(response.json())
-
-    async def role_of(self, user_id: str) -> str | None:
-        async with self.engine.connect() as conn:
-            found = await conn.scalar(text("SELECT role FROM users WHERE id = :i"), {"i": uuid.UUID(user_id)})
-        return str(found) if found is not None else None
-
-
-@pytest.fixture
-async def accounts(live_server: str, engine: AsyncEngine) -> AsyncIterator[Accounts]:
-    async with httpx.AsyncClient(base_url=live_server, timeout=30) as http:
-        yield Accounts(http, engine)
-    await forget_accounts(engine)
-
-
-async def forget_accounts(engine: AsyncEngine) -> None:
-    """Empty what these tests commit through the live server (accounts, sessions, events, custom
-    roles); the signing keys stay, as the live server holds them for the whole run."""
-    async with engine.begin() as conn:
-        await conn.execute(text("TRUNCATE users, refresh_tokens, auth_events CASCADE"))
-        await conn.execute(text("DELETE FROM roles WHERE NOT built_in"))
-
-
 def tag() -> str:
     return uuid.uuid4().hex[:8]
-
-
-async def sign_in(page: Page, email: str, password: str = PASSWORD, area: str = "/admin") -> None:
-    await page.goto(f"{area}/sign-in")
-    await page.get_by_label("Email").fill(email)
-    await page.get_by_label("Password").fill(password)
-    await page.get_by_role("button", name="Sign in").click()
 
 
 async def test_an_admin_signs_in_searches_filters_and_pages(

@@ -4,7 +4,9 @@ as a real userapi session, CSRF, permissions and refusals shown as messages."""
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -12,7 +14,7 @@ from fastapi import FastAPI
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from tests.fixtures.app import Account, build_test_app, make_account
+from tests.fixtures.app import Account, build_test_app, make_account, served_routes
 from tests.fixtures.helpers import API, PASSWORD, TEST_SECRET
 from tests.web.helpers import cookie_header, csrf_token, replace_cookie, sign_in
 from userapi.core.config import Settings
@@ -248,3 +250,60 @@ async def test_an_expired_access_token_is_renewed_with_the_refresh_token(
     assert renewed is not None
     assert renewed["r"] != old_refresh
     assert (await web.get("/admin/users")).status_code == 200
+
+
+# --- every page is guarded: a walk over the routes ---------------------------------------------------
+
+SIGN_IN_ROUTES = {("GET", "/admin/sign-in"), ("POST", "/admin/sign-in")} | {
+    ("GET", "/account/sign-in"),
+    ("POST", "/account/sign-in"),
+}
+
+
+def page_routes(app: FastAPI) -> list[tuple[str, str, Any]]:
+    """(method, path, dependant) of every web page route (the /admin and /account areas)."""
+    found = []
+    for route in served_routes(app):
+        path = getattr(route, "path", "")
+        if not path.startswith(("/admin", "/account")):
+            continue
+        for method in sorted((route.methods or set()) - {"HEAD"}):
+            found.append((method, path, route.dependant))
+    return found
+
+
+def calls(dependant: Any) -> set[str]:
+    names = set()
+    for sub in dependant.dependencies:
+        names.add(sub.call.__qualname__)
+        names |= calls(sub)
+    return names
+
+
+def test_every_form_is_csrf_checked_and_every_page_needs_a_session(app: FastAPI) -> None:
+    routes = page_routes(app)
+    assert len(routes) >= 20
+    for method, path, dependant in routes:
+        needed = calls(dependant)
+        if method == "POST":
+            csrf = "check_sign_in_form" if (method, path) in SIGN_IN_ROUTES else "session_form.<locals>.check"
+            assert csrf in needed, (method, path)
+        if (method, path) in SIGN_IN_ROUTES or path.endswith("/sign-out"):
+            continue
+        area = "get_admin_console" if path.startswith("/admin") else "get_account_console"
+        assert area in needed, (method, path)
+
+
+async def test_every_page_sends_an_anonymous_browser_to_sign_in(app: FastAPI, web: httpx.AsyncClient) -> None:
+    checked = 0
+    for method, path, _ in page_routes(app):
+        if (method, path) in SIGN_IN_ROUTES:
+            continue
+        concrete = path.replace("{user_id}", str(uuid.uuid4())).replace("{session_id}", str(uuid.uuid4()))
+        concrete = concrete.replace("{name}", "support")
+        response = await web.request(method, concrete, data={"csrf_token": "x"} if method == "POST" else None)
+        area = "/admin" if path.startswith("/admin") else "/account"
+        assert response.status_code == 303, (method, path, response.status_code)
+        assert response.headers["location"] == f"{area}/sign-in", (method, path)
+        checked += 1
+    assert checked >= 15

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from playwright.async_api import BrowserContext, Page, expect
 
-from tests.web.test_browser import Accounts, accounts, sign_in  # noqa: F401 (the fixture)
+from tests.web.helpers import Accounts
+from tests.web.helpers import sign_in_page as sign_in
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 PEOPLE = [
@@ -43,7 +44,7 @@ async def snap(page: Page, where: Path, name: str) -> None:
 async def test_screenshots_of_the_main_pages(
     browser_context: BrowserContext,
     accounts: Accounts,
-    shots: Path,  # noqa: F811
+    shots: Path,
 ) -> None:
     page = await browser_context.new_page()
     await page.set_viewport_size({"width": 1100, "height": 700})
