@@ -80,15 +80,25 @@ async def test_an_admin_changes_a_role_deactivates_ends_sessions_and_deletes(
     await expect(status).to_contain_text(f"{target_email} now holds the role admin")
     assert await accounts.role_of(target) == "admin"
 
-    # The target's API session is listed; end every session of it.
+    # The target's two API sessions are listed: end one, then every session of it.
+    second = await accounts.login(target_email)
     sessions = page.get_by_role("table", name="Active sessions")
+    await page.reload()
+    await expect(sessions.locator("tbody tr")).to_have_count(2)
+    await sessions.locator("tbody tr").first.get_by_role("button", name="End").click()
+    await expect(status).to_contain_text(f"The session of {target_email} has ended")
     await expect(sessions.locator("tbody tr")).to_have_count(1)
+    refreshed = [
+        await accounts.http.post(f"{API}/auth/refresh", json={"refresh_token": pair["refresh_token"]})
+        for pair in (tokens, second)
+    ]
+    assert sorted(r.status_code for r in refreshed) == [200, 401]  # one ended, the other lives
     await page.get_by_role("button", name="End all sessions").click()
     await expect(status).to_contain_text(f"Every session of {target_email} has ended")
     await expect(sessions).to_contain_text("No active session")
-    bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
-    me = await accounts.http.get(f"{API}/users/me", headers=bearer)
-    assert me.status_code == 401
+    for pair in (tokens, second):
+        bearer = {"Authorization": f"Bearer {pair['access_token']}"}
+        assert (await accounts.http.get(f"{API}/users/me", headers=bearer)).status_code == 401
 
     # Deactivate, then reactivate.
     await page.get_by_role("button", name="Deactivate").click()

@@ -129,6 +129,12 @@ class SessionRevoker:
         """
         await self.repository.revoke_user_sessions(user_id, keep)
 
+    async def revoke_user_session(self, user_id: uuid.UUID, session_id: uuid.UUID) -> bool:
+        """Revoke one live session of `user_id`; False when it is not one of theirs or already ended."""
+        if await self.repository.family_owner(session_id) != user_id:
+            return False
+        return bool(await self.repository.revoke_family(session_id))
+
 
 class AccountMail(Protocol):
     """What sign-up and password changes need from the mailed-link flows (auth.recovery implements it)."""

@@ -15,6 +15,11 @@ class UserNotFound(NotFound):
     title = "User not found"
 
 
+class UserSessionNotFound(NotFound):
+    code = "session_not_found"
+    title = "Session not found"
+
+
 class WeakPassword(InvalidInput):
     code = "weak_password"
     title = "Password refused"

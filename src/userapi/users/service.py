@@ -23,7 +23,7 @@ from userapi.roles.constants import DEFAULT_ROLE, Permission
 from userapi.roles.exceptions import LastAdmin
 from userapi.roles.service import Actor, RoleService, is_administrative
 from userapi.users import policy
-from userapi.users.exceptions import EmailTaken, InvalidEmailAddress, UserNotFound
+from userapi.users.exceptions import EmailTaken, InvalidEmailAddress, UserNotFound, UserSessionNotFound
 from userapi.users.models import User
 from userapi.users.repository import UserRepository
 
@@ -32,6 +32,10 @@ class Sessions(Protocol):
     """What users needs from auth: ending every sign-in session of an account (auth implements it)."""
 
     async def revoke_user_sessions(self, user_id: uuid.UUID) -> None: ...
+
+    async def revoke_user_session(self, user_id: uuid.UUID, session_id: uuid.UUID) -> bool:
+        """End one session of the account; False when it has no such live session."""
+        ...
 
 
 class AuditTrail(Protocol):
@@ -302,6 +306,14 @@ class UserService:
         await self.may_act_on(actor, user)
         await self.end_all_sessions(user)
         await self._record(EventType.sessions_revoked, user, actor)
+
+    async def admin_end_session(self, actor: Actor, user: User, session_id: uuid.UUID) -> None:
+        """End one session of another account (a lost phone; the web console's "End"). Raises
+        MissingPermission, UserSessionNotFound."""
+        await self.may_act_on(actor, user)
+        if not await self.sessions.revoke_user_session(user.id, session_id):
+            raise UserSessionNotFound(f"No active session {session_id} of that account")
+        await self._record(EventType.session_revoked, user, actor, session_id=str(session_id))
 
     # --- internals ------------------------------------------------------------------------
 

@@ -173,6 +173,18 @@ async def end_sessions(
     return redirect(request, USER_PAGE.format(user_id=user_id))
 
 
+@router.post("/users/{user_id}/sessions/{session_id}/end", dependencies=[back_to(USER_PAGE), Form_])
+async def end_one_session(
+    request: Request, user_id: uuid.UUID, session_id: uuid.UUID, console: AdminConsole, users: UserServiceDep
+) -> Response:
+    """One session of the account (sessions:revoke), under the same no-escalation rule as ending all."""
+    console.require(Permission.sessions_revoke)
+    target = await users.get(user_id)
+    await users.admin_end_session(console.actor, target, session_id)
+    flash(request, f"The session of {target.email} has ended.")
+    return redirect(request, USER_PAGE.format(user_id=user_id))
+
+
 @router.get("/users/{user_id}/delete")
 async def confirm_delete(
     request: Request, user_id: uuid.UUID, console: AdminConsole, users: UserServiceDep
