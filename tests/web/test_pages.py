@@ -254,9 +254,19 @@ async def test_an_expired_access_token_is_renewed_with_the_refresh_token(
 
 # --- every page is guarded: a walk over the routes ---------------------------------------------------
 
-SIGN_IN_ROUTES = {("GET", "/admin/sign-in"), ("POST", "/admin/sign-in")} | {
-    ("GET", "/account/sign-in"),
-    ("POST", "/account/sign-in"),
+# Pages for browsers that are not signed in: sign-in, and the pages mailed links open. Their forms'
+# CSRF tokens are bound to the browser's pre-session cookie.
+SIGN_IN_ROUTES = {
+    (method, f"{area}/{page}")
+    for method in ("GET", "POST")
+    for area, page in (
+        ("/admin", "sign-in"),
+        ("/account", "sign-in"),
+        ("/account", "forgot-password"),
+        ("/account", "reset-password"),
+        ("/account", "verify-email"),
+        ("/account", "confirm-email"),
+    )
 }
 
 

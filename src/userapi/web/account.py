@@ -8,8 +8,8 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from starlette.responses import Response
 
-from userapi.auth.dependencies import AuthServiceDep
-from userapi.core.validation import FullName, LoginPassword, NewPassword
+from userapi.auth.dependencies import AuthServiceDep, RecoveryServiceDep
+from userapi.core.validation import Email, FullName, LoginPassword, NewPassword
 from userapi.users.dependencies import UserServiceDep
 from userapi.web import constants as c
 from userapi.web.dependencies import AccountConsole, session_form
@@ -65,6 +65,32 @@ async def change_password(
     request.state.end_session = True
     flash(request, "Your password is changed and every session has ended: sign in with the new one.")
     return redirect(request, f"{c.ACCOUNT}/sign-in")
+
+
+@router.post("/email/verify/resend", dependencies=[Back, Form_])
+async def resend_verification(
+    request: Request, console: AccountConsole, recovery: RecoveryServiceDep
+) -> Response:
+    """POST /api/v1/auth/email/verify/resend: a new link (the previous one stops working)."""
+    await recovery.resend_verification(console.principal.user, console.client)
+    flash(request, f"A new verification link is on its way to {console.principal.user.email}.")
+    return redirect(request, c.ACCOUNT)
+
+
+@router.post("/email", dependencies=[Back, Form_])
+async def change_email(
+    request: Request,
+    console: AccountConsole,
+    recovery: RecoveryServiceDep,
+    new_email: Annotated[Email, Form()],
+    current_password: Annotated[LoginPassword, Form()],
+) -> Response:
+    """POST /api/v1/users/me/email: a confirmation link to the new address, a notice to the old one."""
+    await recovery.request_email_change(console.principal.user, new_email, current_password, console.client)
+    flash(
+        request, f"A link to confirm {new_email} is on its way there; your address changes when it is opened."
+    )
+    return redirect(request, c.ACCOUNT)
 
 
 @router.post("/sessions/{session_id}/end", dependencies=[Back, Form_])

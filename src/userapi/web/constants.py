@@ -20,6 +20,9 @@ SECURE_FLASH_COOKIE = "__Host-console_flash"
 FLASH_MAX_AGE_SECONDS = 60
 PRE_SESSION_MAX_AGE_SECONDS = 3600
 
+# The /account pages that mailed links open.
+LINK_PAGES = ("reset-password", "verify-email", "confirm-email")
+
 CSRF_FIELD = "csrf_token"
 PAGE_SIZE = 20
 RECENT_EVENTS = 10

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from functools import cache
 from html import escape
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import Depends, Request
 from fastapi.exceptions import RequestValidationError
@@ -151,12 +152,18 @@ def _readable(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "The form is not valid"
 
 
-def back_to(path: str) -> Any:
-    """Route dependency: a refusal of this form is shown on the page at `path` (formatted with the
-    route's path parameters), after a redirect. Listed first, so it holds for invalid fields too."""
+def back_to(path: str, *, only: tuple[type[AppError], ...] = (AppError,)) -> Any:
+    """Route dependency: a refusal of this form (of the kinds `only`) is shown on the page at `path`
+    (formatted with the route's path parameters and its form's `token`), after a redirect; other
+    refusals get a page of their own. Listed first, so it holds for invalid fields too."""
 
     async def set_back(request: Request) -> None:
-        request.state.back = path.format(**request.path_params)
+        values = dict(request.path_params)
+        if "{token}" in path:
+            token = (await request.form()).get("token")
+            values["token"] = quote(token, safe="") if isinstance(token, str) else ""
+        request.state.back = path.format(**values)
+        request.state.back_kinds = only
 
     return Depends(set_back)
 
@@ -168,7 +175,8 @@ def _refusal(request: Request, exc: AppError) -> Response:
         if exc.detail != exc.title and request.method == "POST":
             flash(request, exc.detail, "error")
         return redirect(request, exc.sign_in_path)
-    if back is not None and not isinstance(exc, CsrfRefused):
+    kinds: tuple[type[AppError], ...] = getattr(request.state, "back_kinds", (AppError,))
+    if back is not None and isinstance(exc, kinds) and not isinstance(exc, CsrfRefused):
         flash(request, exc.detail, "error")
         return redirect(request, back)
     response = render(
@@ -178,6 +186,8 @@ def _refusal(request: Request, exc: AppError) -> Response:
         title=exc.title,
         message=exc.detail,
         console=getattr(request.state, "console", None),
+        area=c.ADMIN if request.url.path.startswith(root(request) + c.ADMIN) else c.ACCOUNT,
+        link_page=request.url.path.removeprefix(root(request) + c.ACCOUNT + "/") in c.LINK_PAGES,
     )
     if isinstance(exc, Throttled):
         response.headers["Retry-After"] = str(exc.retry_after)
