@@ -317,3 +317,52 @@ async def test_every_page_sends_an_anonymous_browser_to_sign_in(app: FastAPI, we
         assert response.headers["location"] == f"{area}/sign-in", (method, path)
         checked += 1
     assert checked >= 15
+
+
+# --- the API's throttling and audit, and nothing secret in the logs ----------------------------------
+
+
+async def test_sign_in_is_throttled_and_audited_as_the_api_is(
+    settings: Settings,
+    engine: AsyncEngine,
+    db_conn: AsyncConnection,
+    client: httpx.AsyncClient,
+    admin: Account,
+) -> None:
+    strict = settings.model_copy(update={"rate_limit_login_account": "2/minute"})
+    app = build_test_app(strict, engine, db_conn)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="https://testserver"
+    ) as web:
+        for _ in range(2):
+            await sign_in(web, admin["email"], "wrong password, again")
+        throttled = await sign_in(web, admin["email"])  # the right password, too late
+        assert throttled.status_code == 303
+        page = await web.get("/admin/sign-in")
+        assert "Too many attempts" in page.text
+        assert SESSION not in web.cookies
+    failed = await client.get(
+        f"{API}/audit-events?user_id={admin['id']}&type=login_failed", headers=admin.headers
+    )
+    assert len(failed.json()["items"]) == 2
+    # Throttled before the account is looked up: the event names the address, not the account.
+    throttled_events = await client.get(f"{API}/audit-events?type=login_throttled", headers=admin.headers)
+    assert [e["detail"].get("email") for e in throttled_events.json()["items"]] == [admin["email"]]
+
+
+async def test_no_password_cookie_or_token_reaches_the_logs(
+    web: httpx.AsyncClient, admin: Account, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await sign_in(web, admin["email"])
+    page = await web.get(f"/admin/users/{admin['id']}")
+    await web.get("/account/reset-password?token=secret-token-value-123")
+    await web.post(
+        f"/admin/users/{admin['id']}/role", data={"role": "user", "csrf_token": csrf_token(page.text)}
+    )
+    logged = capsys.readouterr()
+    output = logged.out + logged.err
+    assert "/admin/users" in output  # the access log did run
+    assert PASSWORD not in output
+    assert web.cookies[SESSION] not in output
+    assert "secret-token-value-123" not in output
+    assert csrf_token(page.text) not in output
