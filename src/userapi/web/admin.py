@@ -1,4 +1,4 @@
-"""The admin console (/admin): users (search, filters, keyset pages, changes), roles, the audit trail.
+"""The admin console (/admin): sign-in, its sections, and the users pages (search, filters, changes).
 
 Each page and form calls the service its API route calls, after the permission that route requires;
 the services decide everything else (no escalation, the last admin, email taken, ...), and their
@@ -14,14 +14,13 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Form, Query, Request
 from starlette.responses import Response
 
-from userapi.audit.constants import EventType
 from userapi.audit.dependencies import AuditServiceDep
 from userapi.auth.dependencies import AuthServiceDep
 from userapi.core.pagination import CursorParam
 from userapi.core.validation import StorableText
 from userapi.roles.constants import Permission
 from userapi.roles.dependencies import RoleServiceDep
-from userapi.roles.schemas import RoleDescription, RoleName
+from userapi.roles.schemas import RoleName
 from userapi.users.dependencies import UserServiceDep
 from userapi.web import constants as c
 from userapi.web.dependencies import AdminConsole, Console, session_form
@@ -42,7 +41,7 @@ SECTIONS = (
 )
 
 
-def _page(request: Request, console: Console, template: str, section: str, **context: Any) -> Response:
+def console_page(request: Request, console: Console, template: str, section: str, **context: Any) -> Response:
     nav = [(name, label) for name, label, permission in SECTIONS if console.can(permission)]
     return render(request, template, console=console, nav=nav, section=section, area=c.ADMIN, **context)
 
@@ -53,7 +52,7 @@ async def home(request: Request, console: AdminConsole) -> Response:
     for name, _, permission in SECTIONS:
         if console.can(permission):
             return redirect(request, f"{c.ADMIN}/{name}")
-    return _page(request, console, "admin/home.html", "")
+    return console_page(request, console, "admin/home.html", "")
 
 
 # --- users -----------------------------------------------------------------------------------------
@@ -81,7 +80,7 @@ async def users_page(
     next_url = f"?{urlencode({**filters, 'cursor': next_cursor})}" if next_cursor else None
     first_url = f"?{urlencode(filters)}" if cursor else None
     role_names = [view.name for view in await roles.all_roles()]
-    return _page(
+    return console_page(
         request,
         console,
         "admin/users.html",
@@ -114,7 +113,7 @@ async def user_page(
     if console.can(Permission.audit_read):
         events, _ = await audit.page(c.RECENT_EVENTS, None, target.id, None)
     role_names = [view.name for view in await roles.all_roles()]
-    return _page(
+    return console_page(
         request,
         console,
         "admin/user.html",
@@ -192,7 +191,7 @@ async def confirm_delete(
     """The confirmation, naming the account, before DELETE /api/v1/users/{id} (users:delete)."""
     console.require(Permission.users_delete)
     target = await users.get(user_id)
-    return _page(request, console, "admin/confirm_delete.html", "users", target=target)
+    return console_page(request, console, "admin/confirm_delete.html", "users", target=target)
 
 
 @router.post("/users/{user_id}/delete", dependencies=[back_to(USER_PAGE), Form_])
@@ -211,127 +210,3 @@ async def delete_user(
     await users.admin_delete(console.actor, target)
     flash(request, f"The account {target.email} is deleted.")
     return redirect(request, f"{c.ADMIN}/users")
-
-
-# --- roles -----------------------------------------------------------------------------------------
-
-
-@router.get("/roles")
-async def roles_page(request: Request, console: AdminConsole, roles: RoleServiceDep) -> Response:
-    """Every role with its permissions and holders, and a form for a new one (roles:manage)."""
-    console.require(Permission.roles_manage)
-    return _page(
-        request,
-        console,
-        "admin/roles.html",
-        "roles",
-        roles=await roles.all_roles(),
-        catalogue=roles.catalogue(),
-    )
-
-
-@router.post("/roles", dependencies=[back_to(c.ADMIN + "/roles"), Form_])
-async def create_role(
-    request: Request,
-    console: AdminConsole,
-    roles: RoleServiceDep,
-    name: Annotated[RoleName, Form()],
-    description: Annotated[RoleDescription, Form()] = "",
-    permissions: Annotated[list[Permission], Form(max_length=4 * len(Permission))] = [],  # noqa: B006
-) -> Response:
-    """POST /api/v1/roles (roles:manage)."""
-    console.require(Permission.roles_manage)
-    await roles.create(console.actor, name, description, permissions)
-    flash(request, f"The role {name} is created.")
-    return redirect(request, f"{c.ADMIN}/roles/{name}")
-
-
-@router.get("/roles/{name}")
-async def role_page(
-    request: Request, name: RoleName, console: AdminConsole, roles: RoleServiceDep
-) -> Response:
-    """One role, with a form to change it (custom roles) (roles:manage)."""
-    console.require(Permission.roles_manage)
-    return _page(
-        request, console, "admin/role.html", "roles", role=await roles.get(name), catalogue=roles.catalogue()
-    )
-
-
-@router.post("/roles/{name}", dependencies=[back_to(c.ADMIN + "/roles/{name}"), Form_])
-async def update_role(
-    request: Request,
-    name: RoleName,
-    console: AdminConsole,
-    roles: RoleServiceDep,
-    description: Annotated[RoleDescription, Form()] = "",
-    permissions: Annotated[list[Permission], Form(max_length=4 * len(Permission))] = [],  # noqa: B006
-) -> Response:
-    """PATCH /api/v1/roles/{name} with the whole new set of permissions (roles:manage)."""
-    console.require(Permission.roles_manage)
-    await roles.update(
-        console.actor,
-        name,
-        description=description,
-        permissions=permissions,
-        fields={"description", "permissions"},
-    )
-    flash(request, f"The role {name} is saved.")
-    return redirect(request, f"{c.ADMIN}/roles/{name}")
-
-
-@router.post("/roles/{name}/delete", dependencies=[back_to(c.ADMIN + "/roles/{name}"), Form_])
-async def delete_role(
-    request: Request, name: RoleName, console: AdminConsole, roles: RoleServiceDep
-) -> Response:
-    """DELETE /api/v1/roles/{name} (roles:manage)."""
-    console.require(Permission.roles_manage)
-    await roles.delete(console.actor, name)
-    flash(request, f"The role {name} is deleted.")
-    return redirect(request, f"{c.ADMIN}/roles")
-
-
-# --- audit trail -----------------------------------------------------------------------------------
-
-
-@router.get("/audit")
-async def audit_page(
-    request: Request,
-    console: AdminConsole,
-    audit: AuditServiceDep,
-    users: UserServiceDep,
-    type: Annotated[EventType | Literal[""], Query()] = "",
-    user: Annotated[StorableText, Query(max_length=320)] = "",
-    cursor: CursorParam = None,
-) -> Response:
-    """The audit trail, newest first, filtered by type and by user (id or email) (audit:read)."""
-    console.require(Permission.audit_read)
-    user_id = await _user_filter(user, users) if user else None
-    if user and user_id is None:
-        events: list[object] = []
-        next_cursor = None
-    else:
-        rows, next_cursor = await audit.page(c.PAGE_SIZE, cursor, user_id, type or None)
-        events = list(rows)
-    filters = {k: v for k, v in {"type": type, "user": user}.items() if v}
-    next_url = f"?{urlencode({**filters, 'cursor': next_cursor})}" if next_cursor else None
-    return _page(
-        request,
-        console,
-        "admin/audit.html",
-        "audit",
-        events=events,
-        types=[t.value for t in EventType],
-        type=type,
-        user=user,
-        next_url=next_url,
-        first_url=f"?{urlencode(filters)}" if cursor else None,
-    )
-
-
-async def _user_filter(text: str, users: UserServiceDep) -> uuid.UUID | None:
-    """A user id, or the id of the account with that email (None when there is none)."""
-    try:
-        return uuid.UUID(text.strip())
-    except ValueError:
-        account = await users.get_by_email(text)
-        return account.id if account else None

@@ -52,7 +52,8 @@ class Console:
         self.actor.require({permission}, f"This needs the permission {permission}")
 
 
-def session_cookie_value(request: Request, runtime: RuntimeDep, access: str, refresh: str) -> str:
+def session_cookie_value(runtime: RuntimeDep, access: str, refresh: str) -> str:
+    """The signed cookie of a console session: its tokens and the time of this request."""
     return signer_for(runtime).dumps({"a": access, "r": refresh, "t": int(time.time())})
 
 
@@ -84,7 +85,7 @@ async def get_console(
             request.state.end_session = True
             return None
     # Sliding idle timeout: every request moves the cookie's clock (and its Max-Age) on.
-    request.state.session_cookie = session_cookie_value(request, runtime, access, refresh)
+    request.state.session_cookie = session_cookie_value(runtime, access, refresh)
     console = Console(principal, signer.csrf_token(f"session:{principal.claims.session_id}"), client)
     request.state.console = console
     return console

@@ -9,7 +9,7 @@ from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
-from userapi.web import account, admin, links
+from userapi.web import account, admin, admin_roles, links
 from userapi.web.constants import STATIC
 
 
@@ -32,6 +32,7 @@ class _Static(StaticFiles):
 def install_web(app: FastAPI) -> None:
     """The /admin and /account pages, and /static/web (no CDN: every asset is served from here)."""
     app.include_router(admin.router)
+    app.include_router(admin_roles.router)
     app.include_router(account.router)
     app.include_router(links.router)
     app.mount(STATIC, _Static(packages=[("userapi.web", "static")]), name="web-static")

@@ -45,9 +45,7 @@ def add_sign_in(router: APIRouter, area: str, home: str, heading: str) -> None:
     ) -> Response:
         """The API's sign-in (same throttling, audit and refusals), its tokens kept in the cookie."""
         pair = await auth.login(email, password, client)
-        request.state.session_cookie = session_cookie_value(
-            request, runtime, pair.access_token, pair.refresh_token
-        )
+        request.state.session_cookie = session_cookie_value(runtime, pair.access_token, pair.refresh_token)
         return redirect(request, home)
 
     @router.post("/sign-out", name=f"{area}-sign-out", dependencies=[session_form(area)])
