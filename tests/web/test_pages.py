@@ -262,6 +262,8 @@ SIGN_IN_ROUTES = {
     for area, page in (
         ("/admin", "sign-in"),
         ("/account", "sign-in"),
+        ("/admin", "sign-in/second-factor"),
+        ("/account", "sign-in/second-factor"),
         ("/account", "forgot-password"),
         ("/account", "reset-password"),
         ("/account", "verify-email"),
@@ -366,3 +368,19 @@ async def test_no_password_cookie_or_token_reaches_the_logs(
     assert web.cookies[SESSION] not in output
     assert "secret-token-value-123" not in output
     assert csrf_token(page.text) not in output
+
+
+async def test_a_dead_second_factor_token_sends_the_browser_back_to_the_password(
+    web: httpx.AsyncClient,
+) -> None:
+    form = await web.get("/admin/sign-in")
+    data = {"csrf_token": csrf_token(form.text), "mfa_token": "not-a-live-token", "code": "123456"}
+    response = await web.post("/admin/sign-in/second-factor", data=data)
+    assert response.status_code == 303
+    assert response.headers["location"] == "/admin/sign-in"
+    assert 'role="alert"' in (await web.get("/admin/sign-in")).text
+    # Neither a code nor a recovery code: the same form again, saying what is missing.
+    empty = await web.post("/admin/sign-in/second-factor", data={**data, "code": ""})
+    assert empty.status_code == 422
+    assert "Give the code your authenticator app shows" in empty.text
+    assert 'name="mfa_token" value="not-a-live-token"' in empty.text

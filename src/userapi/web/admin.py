@@ -15,7 +15,7 @@ from fastapi import APIRouter, Form, Query, Request
 from starlette.responses import Response
 
 from userapi.audit.dependencies import AuditServiceDep
-from userapi.auth.dependencies import AuthServiceDep
+from userapi.auth.dependencies import AuthServiceDep, MfaServiceDep
 from userapi.core.pagination import CursorParam
 from userapi.core.validation import StorableText
 from userapi.roles.constants import Permission
@@ -181,6 +181,20 @@ async def end_one_session(
     target = await users.get(user_id)
     await users.admin_end_session(console.actor, target, session_id)
     flash(request, f"The session of {target.email} has ended.")
+    return redirect(request, USER_PAGE.format(user_id=user_id))
+
+
+@router.post("/users/{user_id}/mfa/reset", dependencies=[back_to(USER_PAGE), Form_])
+async def reset_mfa(
+    request: Request, user_id: uuid.UUID, console: AdminConsole, users: UserServiceDep, mfa: MfaServiceDep
+) -> Response:
+    """DELETE /api/v1/users/{id}/mfa (mfa:reset): the second factor goes, every session ends."""
+    console.require(Permission.mfa_reset)
+    target = await users.get(user_id)
+    if await mfa.reset(console.actor, target):
+        flash(request, f"The second factor of {target.email} is removed and every session of it has ended.")
+    else:
+        flash(request, f"{target.email} had no second factor.")
     return redirect(request, USER_PAGE.format(user_id=user_id))
 
 

@@ -168,6 +168,24 @@ def back_to(path: str, *, only: tuple[type[AppError], ...] = (AppError,)) -> Any
     return Depends(set_back)
 
 
+@dataclass(frozen=True, slots=True)
+class Again:
+    """A form answered with itself when it is refused (its message on it), for forms whose state
+    cannot travel in a redirect: a second factor's mfa_token, a pending enrolment's QR code.
+    Refusals of the kinds `unless` take the usual way (`back`, or a page of their own)."""
+
+    template: str
+    context: dict[str, Any]
+    unless: tuple[type[AppError], ...] = ()
+
+
+def answer_again(
+    request: Request, template: str, unless: tuple[type[AppError], ...] = (), **context: Any
+) -> None:
+    """Should the service refuse this form, show `template` again with the refusal's message."""
+    request.state.again = Again(template, context, unless)
+
+
 def _refusal(request: Request, exc: AppError) -> Response:
     back: str | None = getattr(request.state, "back", None)
     if isinstance(exc, SignInRequired):
@@ -175,6 +193,9 @@ def _refusal(request: Request, exc: AppError) -> Response:
         if exc.detail != exc.title and request.method == "POST":
             flash(request, exc.detail, "error")
         return redirect(request, exc.sign_in_path)
+    again: Again | None = getattr(request.state, "again", None)
+    if again is not None and not isinstance(exc, (*again.unless, CsrfRefused)):
+        return render(request, again.template, status_code=exc.status_code, error=exc.detail, **again.context)
     kinds: tuple[type[AppError], ...] = getattr(request.state, "back_kinds", (AppError,))
     if back is not None and isinstance(exc, kinds) and not isinstance(exc, CsrfRefused):
         flash(request, exc.detail, "error")

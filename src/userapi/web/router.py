@@ -9,7 +9,7 @@ from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
-from userapi.web import account, admin, admin_roles, links
+from userapi.web import account, admin, admin_roles, links, mfa
 from userapi.web.constants import STATIC
 
 
@@ -35,4 +35,5 @@ def install_web(app: FastAPI) -> None:
     app.include_router(admin_roles.router)
     app.include_router(account.router)
     app.include_router(links.router)
+    app.include_router(mfa.router)
     app.mount(STATIC, _Static(packages=[("userapi.web", "static")]), name="web-static")

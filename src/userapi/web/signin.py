@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
 from starlette.responses import Response
 
 from userapi.auth.dependencies import AuthServiceDep
+from userapi.auth.schemas import MfaRequired
 from userapi.core.client import ClientDep
 from userapi.core.runtime import RuntimeDep
 from userapi.core.validation import LoginPassword, StorableText
+from userapi.mfa.exceptions import InvalidMfaToken
 from userapi.web.dependencies import (
     MaybeConsole,
     SignInForm,
@@ -18,10 +20,22 @@ from userapi.web.dependencies import (
     session_cookie_value,
     session_form,
 )
-from userapi.web.pages import back_to, cookie_names, flash, redirect, render, signer_for
+from userapi.web.exceptions import InvalidForm
+from userapi.web.pages import answer_again, back_to, cookie_names, flash, redirect, render, signer_for
 
 EmailField = Annotated[StorableText, Form(min_length=1, max_length=320)]
 PasswordField = Annotated[LoginPassword, Form()]
+
+
+def _second_step(
+    request: Request, runtime: RuntimeDep, area: str, heading: str, mfa_token: str
+) -> dict[str, Any]:
+    return {
+        "heading": heading,
+        "area": area,
+        "csrf_token": pre_session_token(request, runtime),
+        "mfa_token": mfa_token,
+    }
 
 
 def add_sign_in(router: APIRouter, area: str, home: str, heading: str) -> None:
@@ -43,8 +57,44 @@ def add_sign_in(router: APIRouter, area: str, home: str, heading: str) -> None:
         email: EmailField,
         password: PasswordField,
     ) -> Response:
-        """The API's sign-in (same throttling, audit and refusals), its tokens kept in the cookie."""
-        pair = await auth.login(email, password, client)
+        """The API's sign-in (same throttling, audit and refusals), its tokens kept in the cookie; for
+        an account with a second factor, the form that asks for it."""
+        result = await auth.login(email, password, client)
+        if isinstance(result, MfaRequired):
+            return render(
+                request,
+                "second_factor.html",
+                **_second_step(request, runtime, area, heading, result.mfa_token),
+            )
+        request.state.session_cookie = session_cookie_value(
+            runtime, result.access_token, result.refresh_token
+        )
+        return redirect(request, home)
+
+    @router.post("/sign-in/second-factor", name=f"{area}-second-factor", dependencies=[SignInForm])
+    async def second_factor(
+        request: Request,
+        runtime: RuntimeDep,
+        auth: AuthServiceDep,
+        client: ClientDep,
+        mfa_token: Annotated[StorableText, Form(min_length=1, max_length=512)],
+        code: Annotated[StorableText, Form(max_length=16)] = "",
+        recovery_code: Annotated[StorableText, Form(max_length=64)] = "",
+    ) -> Response:
+        """POST /api/v1/auth/mfa/verify: a code from the app (or a recovery code) opens the session.
+        A wrong code asks again (the mfa_token allows a few attempts); a dead mfa_token sends the
+        browser back to the password."""
+        answer_again(
+            request,
+            "second_factor.html",
+            unless=(InvalidMfaToken,),
+            **_second_step(request, runtime, area, heading, mfa_token),
+        )
+        request.state.back = f"{area}/sign-in"
+        code, recovery_code = code.strip(), recovery_code.strip()
+        if bool(code) == bool(recovery_code):
+            raise InvalidForm("Give the code your authenticator app shows, or one recovery code")
+        pair = await auth.verify_mfa(mfa_token, code or None, recovery_code or None, client)
         request.state.session_cookie = session_cookie_value(runtime, pair.access_token, pair.refresh_token)
         return redirect(request, home)
 
