@@ -4,7 +4,6 @@ turning it off, and an admin resetting someone's second factor."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 
@@ -12,29 +11,7 @@ import pyotp
 from playwright.async_api import Page, expect
 
 from tests.fixtures.helpers import API, PASSWORD
-from tests.web.helpers import Accounts, sign_in_page
-
-STEP = 30
-
-
-class Authenticator:
-    """An authenticator app that never shows a code twice: each code is of a later step than the
-    last one used (the server accepts a step's code once) and within the one step of drift the
-    server allows, waiting for the clock when it must."""
-
-    def __init__(self, secret: str) -> None:
-        self.totp = pyotp.TOTP(secret)
-        self.last = -1
-
-    async def code(self) -> str:
-        if STEP - time.time() % STEP < 2:  # about to change step: let it, so the code stays in the window
-            await asyncio.sleep(2.1)
-        now = int(time.time() // STEP)
-        if self.last + 1 > now + 1:
-            await asyncio.sleep(STEP - time.time() % STEP + 0.1)
-            now = int(time.time() // STEP)
-        self.last = max(now - 1, self.last + 1)
-        return str(self.totp.at(self.last * STEP))
+from tests.web.helpers import STEP, Accounts, Authenticator, sign_in_page
 
 
 def wrong_code(secret: str) -> str:

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from playwright.async_api import BrowserContext, Page, expect
 
-from tests.web.helpers import Accounts
+from tests.fixtures.helpers import PASSWORD
+from tests.web.helpers import Accounts, Authenticator
 from tests.web.helpers import sign_in_page as sign_in
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
@@ -82,6 +83,14 @@ async def test_screenshots_of_the_main_pages(
     await page.get_by_role("link", name="Audit trail").click()
     await snap(page, shots, "console-audit")
     await page.get_by_role("link", name="Your account").click()
+    await page.get_by_label("Your password (to turn it on)").fill(PASSWORD)
+    await page.get_by_role("button", name="Turn on two-step sign-in").click()
+    await expect(page.get_by_role("img", name="QR code of your authenticator key")).to_be_visible()
+    await snap(page, shots, "account-totp")
+    app = Authenticator((await page.locator("#totp-secret").inner_text()).strip())
+    await page.get_by_label("Code from your authenticator app").fill(await app.code())
+    await page.get_by_role("button", name="Turn on").click()
+    await page.get_by_role("link", name="I have kept them").click()
     await snap(page, shots, "account")
 
     await page.set_viewport_size({"width": 390, "height": 780})
@@ -91,3 +100,8 @@ async def test_screenshots_of_the_main_pages(
     await expect(page.get_by_role("status")).to_contain_text("signed out")
     await page.set_viewport_size({"width": 1100, "height": 520})
     await snap(page, shots, "console-sign-in")
+    await page.get_by_label("Email").fill("ada.lovelace@example.com")
+    await page.get_by_label("Password").fill(PASSWORD)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_label("Code from your authenticator app")).to_be_visible()
+    await snap(page, shots, "console-second-factor")
