@@ -42,6 +42,7 @@ SECTIONS = (
 
 
 def console_page(request: Request, console: Console, template: str, section: str, **context: Any) -> Response:
+    """A console page: its navigation shows the sections the caller's role may see."""
     nav = [(name, label) for name, label, permission in SECTIONS if console.can(permission)]
     return render(request, template, console=console, nav=nav, section=section, area=c.ADMIN, **context)
 

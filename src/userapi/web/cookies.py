@@ -53,6 +53,7 @@ class CookieSigner:
         return self._mac(self._csrf_key, binding)
 
     def csrf_valid(self, binding: str | None, token: str | None) -> bool:
+        """Whether `token` is the CSRF token of `binding` (compared in constant time)."""
         if not binding or not token:
             return False
         return hmac.compare_digest(token, self.csrf_token(binding))

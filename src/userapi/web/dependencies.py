@@ -37,6 +37,7 @@ class Console:
 
     @property
     def session_id(self) -> uuid.UUID | None:
+        """The userapi session (refresh-token family) this browser holds."""
         return self.principal.claims.session_id
 
     @property
@@ -45,6 +46,7 @@ class Console:
         return Actor.signed_in(self.principal.user.id, self.principal.permissions, self.client)
 
     def can(self, permission: str) -> bool:
+        """Whether the caller's role grants `permission` now (what to show; `require` enforces)."""
         return permission in self.principal.permissions
 
     def require(self, permission: str) -> None:

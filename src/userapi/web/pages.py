@@ -33,6 +33,8 @@ from userapi.web.exceptions import CsrfRefused, InvalidForm, SignInRequired
 
 @dataclass(frozen=True, slots=True)
 class CookieNames:
+    """The names of the console's three cookies."""
+
     session: str
     pre_session: str
     flash: str
@@ -58,6 +60,7 @@ def signer_for(runtime: Runtime) -> CookieSigner:
 
 
 def runtime_of(request: Request) -> Runtime:
+    """The process's runtime, for code that has the request but no dependency (rendering)."""
     runtime: Runtime = request.app.state.runtime
     return runtime
 
@@ -220,6 +223,7 @@ class PageRoute(APIRoute):
     domain error shown as a message (never a problem document: these are read by people)."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        """FastAPI's handler (dependencies, the session's commit or rollback), wrapped."""
         handler = super().get_route_handler()
 
         async def page(request: Request) -> Response:

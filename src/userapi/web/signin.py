@@ -43,6 +43,7 @@ def add_sign_in(router: APIRouter, area: str, home: str, heading: str) -> None:
 
     @router.get("/sign-in", name=f"{area}-sign-in-form")
     async def sign_in_form(request: Request, console: MaybeConsole, runtime: RuntimeDep) -> Response:
+        """The email and password form (a signed-in browser goes straight on)."""
         if console is not None:
             return redirect(request, home)
         token = pre_session_token(request, runtime)
