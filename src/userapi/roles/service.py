@@ -155,6 +155,10 @@ class RoleService:
         counts = await self.holders.count_by_role()
         return [_view(role, counts.get(role.name, 0)) for role in await self.repository.all()]
 
+    async def names(self) -> list[str]:
+        """Every role's name, in order (no holder counts: those scan the accounts)."""
+        return [role.name for role in await self.repository.all()]
+
     async def get(self, name: str) -> RoleView:
         """One role with its user count. Raises RoleNotFound."""
         role = await self._existing(name)

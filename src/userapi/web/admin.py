@@ -80,7 +80,7 @@ async def users_page(
         filters["limit"] = str(limit)
     next_url = f"?{urlencode({**filters, 'cursor': next_cursor})}" if next_cursor else None
     first_url = f"?{urlencode(filters)}" if cursor else None
-    role_names = [view.name for view in await roles.all_roles()]
+    role_names = await roles.names()
     return console_page(
         request,
         console,
@@ -113,7 +113,7 @@ async def user_page(
     events = None
     if console.can(Permission.audit_read):
         events, _ = await audit.page(c.RECENT_EVENTS, None, target.id, None)
-    role_names = [view.name for view in await roles.all_roles()]
+    role_names = await roles.names()
     return console_page(
         request,
         console,
