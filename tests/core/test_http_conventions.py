@@ -5,6 +5,7 @@ believed only from TRUSTED_PROXIES (in the app and in a real `userapi serve`).""
 from __future__ import annotations
 
 import re
+import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -400,3 +401,40 @@ def test_a_real_server_believes_proxy_headers_only_from_trusted_proxies(database
         assert _session_ip(base, "203.0.113.77") == "127.0.0.1"
     with running_server(server_env(database_url, TRUSTED_PROXIES="127.0.0.1")) as base:
         assert _session_ip(base, "203.0.113.77") == "203.0.113.77"
+
+
+# --- HEAD through a real server ----------------------------------------------------------------------
+
+
+def _exchange(url: str, requests: list[bytes]) -> list[bytes]:
+    """Send each request on one keep-alive connection, reading each answer's head (and its body
+    when it announces one), so a server that breaks the connection after an answer is caught."""
+    host, port = url.removeprefix("http://").split(":")
+    answers = []
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        buffer = b""
+        for request in requests:
+            conn.sendall(request)
+            while b"\r\n\r\n" not in buffer:
+                chunk = conn.recv(65536)
+                assert chunk, f"the server closed the connection; answers so far: {answers}"
+                buffer += chunk
+            head, buffer = buffer.split(b"\r\n\r\n", 1)
+            answers.append(head)
+            length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+            if not request.startswith(b"HEAD") and length:
+                while len(buffer) < int(length.group(1)):
+                    buffer += conn.recv(65536)
+                buffer = buffer[int(length.group(1)) :]
+    return answers
+
+
+@pytest.mark.parametrize("path", ["/health/live", "/.well-known/jwks.json", "/openapi.json"])
+def test_head_through_uvicorn_keeps_the_connection(live_server: str, path: str) -> None:
+    """uvicorn, unlike the in-process tests' ASGI calls, checks the body it sends against the
+    Content-Length: a HEAD routed as GET must still be a HEAD to the server."""
+    request = f" {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
+    head, get = _exchange(live_server, [b"HEAD" + request, b"GET" + request])
+    assert head.startswith(b"HTTP/1.1 200"), head
+    assert get.startswith(b"HTTP/1.1 200"), get
+    assert re.search(rb"(?im)^content-length:", head), head

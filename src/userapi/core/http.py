@@ -49,12 +49,15 @@ class HttpConventions:
             await self.app(scope, receive, conforming_send)
             return
         # Routed as the GET it stands for; the headers (Content-Length included) stay the GET's.
-        # Set back afterwards: the access log and metrics outside report the HEAD as a HEAD.
-        scope["method"] = "GET"
+        # On a copy: the server reads scope["method"] while the response is sent, and must see
+        # HEAD there, or it expects the GET's body and fails the response (uvicorn does). What
+        # routing adds to the scope (the matched route) is copied back for the access log and
+        # metrics outside, which report the HEAD as a HEAD.
+        routed = {**scope, "method": "GET"}
         try:
-            await self.app(scope, receive, conforming_send)
+            await self.app(routed, receive, conforming_send)
         finally:
-            scope["method"] = "HEAD"
+            scope.update((key, value) for key, value in routed.items() if key != "method")
 
 
 async def no_store(response: Response) -> None:
