@@ -196,6 +196,17 @@ def test_retire_is_refused_by_the_other_process_at_once(live: Live) -> None:
         assert me(other, replacement).status_code == 200
 
 
+def test_a_retired_key_signs_nothing_more_even_before_a_reload(live: Live) -> None:
+    """Right after `keys retire`, before any request has shown either process the retired kid
+    (and within their reload interval), a sign-in gets a token of another key that works."""
+    kid = jwt.get_unverified_header(sign_in(live.a, live.email))["kid"]
+    assert f"retired {kid}" in run_cli("keys", "retire", kid, env=live.env)
+    for base in (live.a, live.b):
+        fresh = sign_in(base, live.email)
+        assert jwt.get_unverified_header(fresh)["kid"] != kid
+        assert me(base, fresh).status_code == 200
+
+
 def test_wrong_key_encryption_secret_is_one_line_at_start(live: Live) -> None:
     """`serve` opens every stored key before listening (`migrate` runs the same check)."""
     wrong = {**live.env, "KEY_ENCRYPTION_SECRET": "a-different-secret-" + "w" * 30}

@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Enum, delete, func, insert, literal, or_, select, update
+from sqlalchemy import Enum, delete, func, insert, literal, or_, select, text, update
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased, make_transient_to_detached
@@ -113,6 +113,17 @@ class CurrentUserRepository:
 class AuthRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+
+    async def signing_key_live(self, kid: str) -> bool:
+        """Whether the stored signing key `kid` is still unretired (a primary-key lookup)."""
+        result = await self.session.execute(
+            text(
+                "SELECT EXISTS (SELECT 1 FROM signing_keys WHERE kid = :kid "
+                "AND (retires_at IS NULL OR retires_at > statement_timestamp()))"
+            ),
+            {"kid": kid},
+        )
+        return bool(result.scalar())
 
     async def add_refresh_token(
         self,

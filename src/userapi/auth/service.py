@@ -368,6 +368,11 @@ class AuthService:
         # `amr` (RFC 8176): how this session signed in, e.g. ["pwd", "otp"]; also information only.
         claims = {"role": user.role, "permissions": sorted(await self.users.permissions_of(user)), "amr": amr}
         await self.tokens.keys.maybe_refresh()
+        signer = self.tokens.keys.signer()
+        if signer.stored and not await self.repository.signing_key_live(signer.kid):
+            # Retired by another process since this one loaded its keys (`userapi keys retire`,
+            # a leaked key): it must not sign one more token. One primary-key lookup per sign-in.
+            await self.tokens.keys.load()
         access = self.tokens.encode_access(user.id, user.token_version, family_id, claims)
         pair = TokenPair(access_token=access, refresh_token=raw, expires_in=self.tokens.ttl_seconds)
         return pair, stored
