@@ -14,7 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tests.fixtures.app import Account, make_account
-from tests.fixtures.helpers import API, assert_problem, bearer
+from tests.fixtures.helpers import API, assert_problem, bearer, login
 from tests.mfa.conftest import FakeClock, MfaAccount, code_at, enable_totp, start_login
 from userapi.roles.constants import BuiltInRole
 
@@ -265,6 +265,21 @@ async def test_the_oauth2_form_refuses_an_mfa_account_with_invalid_grant(
     )
     wrong_body = assert_problem(wrong, 400, "invalid_grant")
     assert "second factor" not in wrong_body["error_description"]
+
+
+async def test_turning_totp_on_ends_the_other_sessions(
+    client: httpx.AsyncClient, user: Account, clock: FakeClock
+) -> None:
+    """Sessions opened with the password alone end when the second factor goes on (the password
+    may be what leaked); the session that turned it on stays."""
+    elsewhere = await login(client, user["email"])
+    stolen = {"Authorization": f"Bearer {elsewhere['access_token']}"}
+    assert (await client.get(f"{API}/users/me", headers=stolen)).status_code == 200
+    await enable_totp(client, user, clock)
+    assert (await client.get(f"{API}/users/me", headers=stolen)).status_code == 401
+    refreshed = await client.post(f"{API}/auth/refresh", json={"refresh_token": elsewhere["refresh_token"]})
+    assert refreshed.status_code == 401
+    assert (await client.get(f"{API}/users/me", headers=user.headers)).status_code == 200
 
 
 async def test_disable_needs_password_and_code_and_ends_the_other_sessions(

@@ -52,10 +52,12 @@ async def enrol_totp(
     summary="Turn TOTP on with a first code",
 )
 async def confirm_totp(
-    body: CodeRequest, user: CurrentUser, mfa: MfaServiceDep, client: ClientDep
+    body: CodeRequest, current: CurrentPrincipal, mfa: MfaServiceDep, client: ClientDep
 ) -> RecoveryCodes:
-    """Turn TOTP on; the 10 recovery codes are in this response only."""
-    return RecoveryCodes(recovery_codes=await mfa.confirm(user, body.code, client))
+    """Turn TOTP on; the 10 recovery codes are in this response only. The caller's other sessions
+    end (they were opened with the password alone); this one stays."""
+    codes = await mfa.confirm(current.user, body.code, client, current.claims.session_id)
+    return RecoveryCodes(recovery_codes=codes)
 
 
 @router.delete(

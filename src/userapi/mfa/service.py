@@ -110,8 +110,12 @@ class MfaService:
         uri = _codes.provisioning_uri(secret, user.email, self.settings.mfa_issuer)
         return TotpEnrolment(secret=secret, otpauth_uri=uri, qr_svg=_codes.qr_svg(uri))
 
-    async def confirm(self, user: User, code: str, client: ClientInfo) -> list[str]:
-        """Turn TOTP on with a first code; returns the 10 recovery codes (shown once).
+    async def confirm(
+        self, user: User, code: str, client: ClientInfo, session_id: uuid.UUID | None
+    ) -> list[str]:
+        """Turn TOTP on with a first code; returns the 10 recovery codes (shown once). The user's
+        other sessions end: they were opened with the password alone, which may be what leaked
+        (OWASP ASVS 5.0 V7.4.3: terminate other sessions after an authentication factor changes).
         Raises MfaNotEnrolled, MfaAlreadyEnabled, WrongCode, Throttled."""
         factor = await self.repository.lock_factor(user.id)
         if factor is None:
@@ -122,6 +126,7 @@ class MfaService:
         factor.confirmed_at = datetime.now(UTC)
         await self.users.set_mfa_enabled(user, True)
         codes = await self._new_recovery_codes(user.id)
+        await self.sessions.revoke_other_sessions(user.id, keep=session_id)
         await self.audit.record(EventType.mfa_enabled, user_id=user.id, client=client)
         return codes
 

@@ -71,7 +71,7 @@ async def confirm(
         secret=secret,
         qr=qr,
     )
-    codes = await mfa.confirm(console.principal.user, code.strip(), console.client)
+    codes = await mfa.confirm(console.principal.user, code.strip(), console.client, console.session_id)
     return render(
         request, "account/recovery_codes.html", console=console, area=c.ACCOUNT, codes=codes, turned_on=True
     )
