@@ -88,7 +88,7 @@ async def test_jwks_caching_headers_and_conditional_get(
 
 
 async def test_discovery_document_says_only_what_is_supported(
-    client: httpx.AsyncClient, settings: Settings
+    client: httpx.AsyncClient, settings: Settings, user: Account
 ) -> None:
     response = await client.get("/.well-known/openid-configuration")
     assert response.status_code == 200
@@ -100,6 +100,9 @@ async def test_discovery_document_says_only_what_is_supported(
     assert doc["response_types_supported"] == []
     assert doc["id_token_signing_alg_values_supported"] == ["RS256"]
     assert "authorization_endpoint" not in doc
+    # The claims it names are the ones a real token carries (but userapi's private typ and ver).
+    issued = set(claims_of(user["tokens"]["access_token"])) - {"typ", "ver"}
+    assert set(doc["claims_supported"]) == issued
     assert response.headers["cache-control"].startswith("public, max-age=")
     # No URL is built from the Host header.
     spoofed = await client.get("/.well-known/openid-configuration", headers={"Host": "evil.example.com"})

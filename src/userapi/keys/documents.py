@@ -8,7 +8,8 @@ from userapi.keys.schemas import OpenIDConfiguration
 
 JWKS_PATH = "/.well-known/jwks.json"
 # What an access token carries (core/security.py); role is information for other services.
-CLAIMS = ["sub", "iss", "aud", "exp", "iat", "jti", "sid", "role"]
+# Every claim an access token carries but `typ` and `ver` (private to userapi's own checks).
+CLAIMS = ["sub", "iss", "aud", "exp", "iat", "jti", "sid", "role", "permissions", "amr"]
 
 
 def etag_matches(if_none_match: str | None, etag: str) -> bool:
