@@ -146,6 +146,33 @@ async def test_email_change_refusals(
     assert (await me(client, account.headers)).json()["email"] == account["email"]
 
 
+async def test_refused_address_changes_do_not_use_up_the_mail_allowance(
+    mail_client_factory: MailClientFactory,
+) -> None:
+    """Only a request that mails counts against the per-address mail limit: a mistyped password,
+    a taken or unchanged address sends nothing (each try is still counted by the secret guard)."""
+    client, mailbox = await mail_client_factory(rate_limit_mail_address="1/hour")
+    account = await make_account(client)
+    taken = await make_account(client)
+    await mailbox.deliver()
+    url = f"{API}/users/me/email"
+    for body, status in (
+        ({"new_email": unique_email(), "current_password": "not it"}, 403),
+        ({"new_email": taken["email"], "current_password": PASSWORD}, 409),
+        ({"new_email": account["email"], "current_password": PASSWORD}, 422),
+    ):
+        assert (await client.post(url, json=body, headers=account.headers)).status_code == status
+    moved = unique_email("moved")
+    ok = await client.post(
+        url, json={"new_email": moved, "current_password": PASSWORD}, headers=account.headers
+    )
+    assert ok.status_code == 202, ok.text
+    again = await client.post(
+        url, json={"new_email": unique_email("again"), "current_password": PASSWORD}, headers=account.headers
+    )
+    assert_problem(again, 429)  # the allowance is real: the second mail of the hour is refused
+
+
 async def test_an_address_change_retires_links_mailed_before_it(
     mail_client: tuple[httpx.AsyncClient, Mailbox],
 ) -> None:

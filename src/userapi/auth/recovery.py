@@ -154,8 +154,6 @@ class RecoveryService:
         changes until the link is used. Raises MailUnavailable, Throttled, WrongCurrentPassword,
         EmailUnchanged, EmailTaken."""
         self.mail.require_available()
-        # The new address is counted as well, so no number of accounts can flood a stranger.
-        await self._throttle_mail(user.email, client, user, also=new_email)
 
         async def verify() -> Verdict:
             checked = await self.hasher.verify(current_password, user.password_hash)
@@ -174,6 +172,10 @@ class RecoveryService:
             raise EmailUnchanged("That is already your address")
         if await self.users.get_by_email(new_email) is not None:
             raise EmailTaken(f"An account with the email {new_email} already exists")
+        # Counted only when mail is about to go out: a mistyped password or address sends none and
+        # must not use up the hourly allowance (each try is already counted by the guard above).
+        # The new address is counted as well, so no number of accounts can flood a stranger.
+        await self._throttle_mail(user.email, client, user, also=new_email)
         ttl = self.settings.email_verify_ttl_seconds
         raw = await self.tokens.issue(user.id, TokenPurpose.email_change, new_email, ttl, client)
         await self.mail.enqueue(
