@@ -124,6 +124,12 @@ async def test_email_change_refusals(
         url, json={"new_email": account["email"], "current_password": PASSWORD}, headers=account.headers
     )
     assert_problem(same, 422, "email_unchanged")
+    lookalike = await client.post(
+        url,
+        json={"new_email": "\uff41dmin@example.com", "current_password": PASSWORD},
+        headers=account.headers,
+    )
+    assert_problem(lookalike, 422, "invalid_email")
     assert_problem(
         await client.post(
             url, json={"new_email": "nope", "current_password": PASSWORD}, headers=account.headers

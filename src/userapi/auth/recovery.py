@@ -11,6 +11,7 @@ from userapi.auth.account_tokens import AccountTokens
 from userapi.auth.constants import TokenPurpose
 from userapi.auth.exceptions import EmailAlreadyVerified, EmailUnchanged, WrongCurrentPassword
 from userapi.auth.service import SessionRevoker
+from userapi.core.canonical import InvalidEmail, refuse_lookalike_address
 from userapi.core.client import ClientInfo
 from userapi.core.config import Settings
 from userapi.core.exceptions import Throttled
@@ -20,7 +21,7 @@ from userapi.guard.constants import SecretKind
 from userapi.guard.service import SecretGuard, Verdict
 from userapi.mail.constants import MailTemplate
 from userapi.mail.service import MailService
-from userapi.users.exceptions import EmailTaken
+from userapi.users.exceptions import EmailTaken, InvalidEmailAddress
 from userapi.users.models import User
 from userapi.users.service import UserService
 
@@ -152,7 +153,7 @@ class RecoveryService:
     ) -> None:
         """Mail a confirmation link to `new_email` and a notice to the current address; nothing
         changes until the link is used. Raises MailUnavailable, Throttled, WrongCurrentPassword,
-        EmailUnchanged, EmailTaken."""
+        EmailUnchanged, InvalidEmailAddress (a look-alike address), EmailTaken."""
         self.mail.require_available()
 
         async def verify() -> Verdict:
@@ -170,6 +171,10 @@ class RecoveryService:
         )
         if new_email == user.email:
             raise EmailUnchanged("That is already your address")
+        try:
+            refuse_lookalike_address(new_email)
+        except InvalidEmail as exc:
+            raise InvalidEmailAddress(str(exc)) from None
         if await self.users.get_by_email(new_email) is not None:
             raise EmailTaken(f"An account with the email {new_email} already exists")
         # Counted only when mail is about to go out: a mistyped password or address sends none and

@@ -40,6 +40,21 @@ def canonical_email(value: str) -> str:
     return unicodedata.normalize("NFC", result.normalized.lower())
 
 
+def refuse_lookalike_address(email: str) -> None:
+    """For a new account's or a changed address (canonical form): refuse a local part that holds
+    compatibility characters, which NFKC would map to other characters (full-width letters such
+    as U+FF41, ligatures such as U+FB01, superscripts). Such an address looks like another
+    account's and is not one; PRECIS (RFC 8265, 3.4.1) maps width for the same reason. Not applied
+    when signing in, so an existing account of that form can still sign in. Raises InvalidEmail.
+    """
+    local = email.rpartition("@")[0]
+    if unicodedata.normalize("NFKC", local) != local:
+        raise InvalidEmail(
+            "The part before the @ holds look-alike characters (full-width letters, ligatures, ...): "
+            "type it with ordinary characters"
+        )
+
+
 def canonical_email_or_none(value: str) -> str | None:
     """`canonical_email(value)`, or None when it is not a valid address (login: no such account)."""
     try:

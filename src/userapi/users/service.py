@@ -15,6 +15,7 @@ from userapi.core.canonical import (
     canonical_email,
     canonical_email_or_none,
     canonical_email_prefix,
+    refuse_lookalike_address,
 )
 from userapi.core.client import ClientInfo
 from userapi.core.pagination import decode_cursor, key_datetime, key_uuid, next_page
@@ -118,6 +119,7 @@ class UserService:
         """
         try:
             email = canonical_email(email)
+            refuse_lookalike_address(email)
         except InvalidEmail as exc:
             raise InvalidEmailAddress(str(exc)) from None
         policy.check_password(password, email, full_name)
