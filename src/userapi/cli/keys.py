@@ -37,7 +37,7 @@ def _when(moment: datetime | None) -> str:
 @app.command("list")
 @one_line_errors
 def list_keys() -> None:
-    """Every key: kid, algorithm, state, created, activated (signs from), retired (UTC)."""
+    """Every key: kid, algorithm, state, created, activated (signs from), retires (UTC: when retirement is scheduled or was made)."""
     from userapi.db.session import session_scope
     from userapi.keys.service import KeyService
 
@@ -46,7 +46,7 @@ def list_keys() -> None:
     async def run() -> list[str]:
         async with session_scope(settings) as session:
             keys = await KeyService.build(session, settings).overview()
-        rows = [("KID", "ALGORITHM", "STATE", "CREATED", "ACTIVATED", "RETIRED")]
+        rows = [("KID", "ALGORITHM", "STATE", "CREATED", "ACTIVATED", "RETIRES")]
         rows += [
             (
                 k.kid,
