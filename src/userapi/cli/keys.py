@@ -37,7 +37,7 @@ def _when(moment: datetime | None) -> str:
 @app.command("list")
 @one_line_errors
 def list_keys() -> None:
-    """Every key: kid, algorithm, state, created, activated (signs from), retires (UTC: when retirement is scheduled or was made)."""
+    """Every key: kid, algorithm, state, created, activated (signs from), retires (scheduled or past; UTC)."""
     from userapi.db.session import session_scope
     from userapi.keys.service import KeyService
 
