@@ -45,6 +45,25 @@ async def test_validation_errors_never_echo_the_input(client: httpx.AsyncClient)
     assert {e["loc"][-1] for e in body["errors"]} == {"email", "password"}  # type: ignore[union-attr,index]
 
 
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/v1/auth/password/forgot", {"email": "a" * 400 + "@example.com"}),
+        ("/api/v1/auth/register", {"email": "b" * 400 + "@example.com", "password": "p" * 10}),
+        ("/api/v1/auth/register", {"email": "c@example.com", "password": "p" * 10, "full_name": "n" * 300}),
+    ],
+)
+async def test_text_too_long_is_counted_in_characters(
+    client: httpx.AsyncClient, path: str, body: dict[str, str]
+) -> None:
+    """Pydantic words a length bound placed beside a validator in "items"; text is characters."""
+    response = await client.post(path, json=body)
+    assert response.status_code == 422, response.text
+    messages = [error["msg"] for error in response.json()["errors"] if error["type"] == "too_long"]
+    assert messages, response.text
+    assert all("characters" in m and "items" not in m for m in messages), messages
+
+
 async def test_nul_character_is_refused_not_a_500(client: httpx.AsyncClient) -> None:
     response = await client.post(
         "/api/v1/auth/register",

@@ -73,7 +73,12 @@ async def _app_error(request: Request, exc: Exception) -> Response:
 def _clean_error(error: Any) -> dict[str, Any]:
     # Only location, message and type: `input` could echo a password back, `ctx` may not serialise.
     loc = [part if isinstance(part, int | str) else str(part) for part in error.get("loc", ())]
-    return {"loc": loc, "msg": str(error.get("msg", "")), "type": str(error.get("type", ""))}
+    msg = str(error.get("msg", ""))
+    if error.get("type") in ("too_long", "too_short") and isinstance(error.get("input"), str):
+        # A length bound placed beside a validator is checked generically ("items"); for text
+        # the unit is characters.
+        msg = msg.replace(" items after validation", " characters").replace(" items", " characters")
+    return {"loc": loc, "msg": msg, "type": str(error.get("type", ""))}
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
