@@ -17,6 +17,7 @@ from tests.fixtures.app import Account, build_test_app
 from tests.fixtures.helpers import (
     API,
     PASSWORD,
+    USER_FIELDS,
     assert_problem,
     bearer,
     login,
@@ -28,17 +29,6 @@ from userapi.core import security
 from userapi.core.security import PasswordHasher, hash_rounds
 from userapi.users.models import User
 
-USER_KEYS = {
-    "id",
-    "email",
-    "full_name",
-    "role",
-    "is_active",
-    "email_verified_at",
-    "mfa_enabled",
-    "created_at",
-    "updated_at",
-}
 CREDENTIALS_401 = {
     "type": "https://userapi.dev/problems/invalid_credentials",
     "title": "Invalid credentials",
@@ -72,7 +62,7 @@ async def test_register_creates_a_user_role_account(
     assert response.status_code == 201, response.text
     assert response.headers["content-type"] == "application/json"
     body = response.json()
-    assert set(body) == USER_KEYS
+    assert set(body) == USER_FIELDS
     assert body["email"] == email
     assert body["full_name"] == "Ada Lovelace"
     assert body["role"] == "user"

@@ -15,7 +15,7 @@ import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.fixtures.helpers import API, bearer, login, register, run_cli, server_env
+from tests.fixtures.helpers import API, assert_one_line_error, bearer, login, register, run_cli, server_env
 
 
 async def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -26,17 +26,6 @@ def ok(result: subprocess.CompletedProcess[str]) -> list[str]:
     assert result.returncode == 0, result
     assert result.stderr.strip() == "", result.stderr
     return result.stdout.strip().splitlines()
-
-
-def one_line_error(result: subprocess.CompletedProcess[str], *words: str) -> str:
-    assert result.returncode == 1, result
-    assert "Traceback" not in result.stderr + result.stdout
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: "), lines[0]
-    for word in words:
-        assert word in lines[0], lines[0]
-    return lines[0]
 
 
 async def test_create_grant_revoke_assign_list_show(
@@ -139,7 +128,7 @@ async def test_refusals_are_one_line_errors(
         ("description", "200"),
     ]
     for result, words in zip(results, expected, strict=True):
-        one_line_error(result, *words)
+        assert_one_line_error(result, *words)
     async with engine.connect() as conn:
         roles = dict((await conn.execute(text("SELECT name, permissions FROM roles ORDER BY name"))).all())
     assert roles == {

@@ -14,20 +14,18 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tests.fixtures.app import Account, make_account
-from tests.fixtures.helpers import API, PASSWORD, assert_problem, bearer, login, register, unique_email
+from tests.fixtures.helpers import (
+    API,
+    PASSWORD,
+    USER_FIELDS,
+    assert_problem,
+    bearer,
+    login,
+    register,
+    unique_email,
+)
 
 USERS = f"{API}/users"
-USER_KEYS = {
-    "id",
-    "email",
-    "full_name",
-    "role",
-    "is_active",
-    "email_verified_at",
-    "mfa_enabled",
-    "created_at",
-    "updated_at",
-}
 
 
 def b64(raw: bytes) -> str:
@@ -94,7 +92,7 @@ async def test_walk_all_pages_with_limit_2(
         )
     ).scalars()
     assert ids == list(expected)
-    assert all(set(item) == USER_KEYS for item in items)
+    assert all(set(item) == USER_FIELDS for item in items)
 
 
 async def test_walk_everything_matches_the_database_order(
@@ -257,7 +255,7 @@ async def test_admin_creates_a_user_with_a_role(
 
     assert response.status_code == 201, response.text
     body = response.json()
-    assert set(body) == USER_KEYS
+    assert set(body) == USER_FIELDS
     assert (body["email"], body["role"], body["is_active"], body["full_name"]) == (
         email,
         "admin",
@@ -346,7 +344,7 @@ async def test_creating_or_assigning_a_role_that_does_not_exist_is_422_unknown_r
 async def test_admin_gets_a_user(client: httpx.AsyncClient, admin: Account, user: Account) -> None:
     response = await client.get(f"{USERS}/{user['id']}", headers=admin.headers)
     assert response.status_code == 200
-    assert response.json() == {k: user[k] for k in USER_KEYS}
+    assert response.json() == {k: user[k] for k in USER_FIELDS}
 
 
 async def test_get_unknown_user_is_404(client: httpx.AsyncClient, admin: Account) -> None:
@@ -608,7 +606,7 @@ async def test_simultaneous_self_and_cross_removal_keeps_an_admin(
 async def test_me_returns_the_caller(client: httpx.AsyncClient, user: Account) -> None:
     response = await client.get(f"{USERS}/me", headers=user.headers)
     assert response.status_code == 200
-    assert response.json() == {k: user[k] for k in USER_KEYS}
+    assert response.json() == {k: user[k] for k in USER_FIELDS}
 
 
 async def test_patch_me_changes_full_name(
@@ -651,7 +649,7 @@ async def test_patch_me_refuses_other_fields_and_changes_nothing(
     response = await client.patch(f"{USERS}/me", json=body, headers=user.headers)
     assert_problem(response, 422, "invalid_input")
     assert tuple(await row(db_conn, user["id"])) == before
-    assert (await client.get(f"{USERS}/me", headers=user.headers)).json() == {k: user[k] for k in USER_KEYS}
+    assert (await client.get(f"{USERS}/me", headers=user.headers)).json() == {k: user[k] for k in USER_FIELDS}
 
 
 async def test_patch_me_non_json_body_is_422(client: httpx.AsyncClient, user: Account) -> None:

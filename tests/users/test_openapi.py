@@ -12,7 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tests.fixtures.app import make_account
-from tests.fixtures.helpers import API
+from tests.fixtures.helpers import API, USER_FIELDS
 
 PASSWORD_1 = "Zebra-Quartz-Lantern-91"
 PASSWORD_2 = "Violet-Harbor-Maple-27"
@@ -266,17 +266,7 @@ async def test_no_response_contains_a_password_or_a_hash(
 
 def test_user_schemas_document_no_secret(spec: dict[str, Any]) -> None:
     schemas = spec["components"]["schemas"]
-    assert set(schemas["UserRead"]["properties"]) == {
-        "id",
-        "email",
-        "full_name",
-        "role",
-        "is_active",
-        "email_verified_at",
-        "mfa_enabled",
-        "created_at",
-        "updated_at",
-    }
+    assert set(schemas["UserRead"]["properties"]) == USER_FIELDS
     assert schemas["UserPage"]["properties"]["items"]["items"] == {"$ref": "#/components/schemas/UserRead"}
     for name in ("UserRead", "UserPage", "TokenPair", "SessionRead", "AuditEventRead", "RoleRead"):
         assert "password" not in str(schemas[name]).lower(), name

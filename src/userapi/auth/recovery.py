@@ -17,8 +17,7 @@ from userapi.core.config import Settings
 from userapi.core.exceptions import Throttled
 from userapi.core.security import PasswordHasher
 from userapi.core.throttle import Throttle
-from userapi.guard.constants import SecretKind
-from userapi.guard.service import SecretGuard, Verdict
+from userapi.guard.service import SecretGuard
 from userapi.mail.constants import MailTemplate
 from userapi.mail.service import MailService
 from userapi.users.exceptions import EmailTaken, InvalidEmailAddress
@@ -156,18 +155,14 @@ class RecoveryService:
         EmailUnchanged, InvalidEmailAddress (a look-alike address), EmailTaken."""
         self.mail.require_available()
 
-        async def verify() -> Verdict:
-            checked = await self.hasher.verify(current_password, user.password_hash)
-            return Verdict(checked.valid, "wrong_password")
-
         # Through the guard, like the password change: counted first, failures audited.
-        await self.guard.check(
-            SecretKind.current_password,
-            verify,
-            account=str(user.id),
+        await self.guard.check_current_password(
+            self.hasher,
+            user.password_hash,
+            current_password,
+            user_id=user.id,
             client=client,
             refuse=WrongCurrentPassword("The current password is not correct"),
-            user_id=user.id,
         )
         if new_email == user.email:
             raise EmailUnchanged("That is already your address")

@@ -225,17 +225,13 @@ class AuthService:
         """
         self.users.check_new_password(user, new)
 
-        async def verify() -> Verdict:
-            checked = await self.hasher.verify(current, user.password_hash)
-            return Verdict(checked.valid, "wrong_password")
-
-        await self.guard.check(
-            SecretKind.current_password,
-            verify,
-            account=str(user.id),
+        await self.guard.check_current_password(
+            self.hasher,
+            user.password_hash,
+            current,
+            user_id=user.id,
             client=client,
             refuse=WrongCurrentPassword("The current password is not correct"),
-            user_id=user.id,
         )
         await self.users.set_password(user, new)
         await self.users.end_all_sessions(user)

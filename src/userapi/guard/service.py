@@ -48,6 +48,7 @@ from userapi.audit.service import AuditService
 from userapi.core.client import ClientInfo
 from userapi.core.exceptions import AppError, Throttled
 from userapi.core.metrics import SECRET_CHECKS
+from userapi.core.security import PasswordHasher
 from userapi.core.throttle import Throttle
 from userapi.guard.constants import POLICIES, SecretKind
 
@@ -79,6 +80,33 @@ class SecretGuard:
     def __init__(self, throttle: Throttle, audit: AuditService) -> None:
         self.throttle = throttle
         self.audit = audit
+
+    async def check_current_password(
+        self,
+        hasher: PasswordHasher,
+        password_hash: str,
+        presented: str,
+        *,
+        user_id: uuid.UUID,
+        client: ClientInfo,
+        refuse: AppError,
+    ) -> None:
+        """The account's current password again, before a security change (a new password, a new
+        address, the second factor): a `current_password` check, counted per account and per IP,
+        a failure audited with reason `wrong_password`. Raises Throttled, `refuse`."""
+
+        async def verify() -> Verdict:
+            checked = await hasher.verify(presented, password_hash)
+            return Verdict(checked.valid, "wrong_password")
+
+        await self.check(
+            SecretKind.current_password,
+            verify,
+            account=str(user_id),
+            client=client,
+            refuse=refuse,
+            user_id=user_id,
+        )
 
     async def check(
         self,

@@ -272,17 +272,13 @@ class MfaService:
     async def _check_password(self, user: User, password: str, client: ClientInfo) -> None:
         """The current password again, for a security change. Raises Throttled, WrongCurrentPassword."""
 
-        async def verify() -> bool:
-            checked = await self.hasher.verify(password, user.password_hash)
-            return checked.valid
-
-        await self.guard.check(
-            SecretKind.current_password,
-            verify,
-            account=str(user.id),
+        await self.guard.check_current_password(
+            self.hasher,
+            user.password_hash,
+            password,
+            user_id=user.id,
             client=client,
             refuse=WrongCurrentPassword("The current password is not correct"),
-            user_id=user.id,
         )
 
     async def _confirmed_factor(
