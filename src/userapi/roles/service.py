@@ -10,6 +10,7 @@ from typing import Protocol
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from userapi.audit.constants import EventType
+from userapi.audit.trail import AuditTrail
 from userapi.core.client import ClientInfo
 from userapi.roles import constants
 from userapi.roles.constants import ADMINISTRATIVE, CATALOGUE, effective_permissions
@@ -69,20 +70,6 @@ class RoleHolders(Protocol):
     async def active_holders(self, role_names: Collection[str]) -> list[tuple[uuid.UUID, str]]:
         """(id, role) of every active account holding one of `role_names`."""
         ...
-
-
-class AuditTrail(Protocol):
-    """What roles needs from audit: recording an event (audit's AuditService implements it)."""
-
-    async def record(
-        self,
-        type_: EventType,
-        *,
-        user_id: uuid.UUID | None,
-        client: ClientInfo | None = None,
-        actor_id: uuid.UUID | None = None,
-        **detail: object,
-    ) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)

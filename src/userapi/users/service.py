@@ -10,6 +10,7 @@ from typing import Any, Protocol
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from userapi.audit.constants import EventType
+from userapi.audit.trail import AuditTrail
 from userapi.core.canonical import (
     InvalidEmail,
     canonical_email,
@@ -17,7 +18,6 @@ from userapi.core.canonical import (
     canonical_email_prefix,
     refuse_lookalike_address,
 )
-from userapi.core.client import ClientInfo
 from userapi.core.pagination import decode_cursor, key_datetime, key_uuid, next_page
 from userapi.core.security import PasswordHasher
 from userapi.roles.constants import DEFAULT_ROLE, Permission
@@ -37,20 +37,6 @@ class Sessions(Protocol):
     async def revoke_user_session(self, user_id: uuid.UUID, session_id: uuid.UUID) -> bool:
         """End one session of the account; False when it has no such live session."""
         ...
-
-
-class AuditTrail(Protocol):
-    """What users needs from audit: recording an event (audit's AuditService implements it)."""
-
-    async def record(
-        self,
-        type_: EventType,
-        *,
-        user_id: uuid.UUID | None,
-        client: ClientInfo | None = None,
-        actor_id: uuid.UUID | None = None,
-        **detail: object,
-    ) -> None: ...
 
 
 class UserRoleHolders:
