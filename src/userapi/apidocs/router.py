@@ -8,17 +8,14 @@ so the docs work on a machine without internet, under a strict Content-Security-
 from __future__ import annotations
 
 import hashlib
-import os
 from functools import cache
 from html import escape
 from importlib.resources import files
 
 from fastapi import APIRouter, FastAPI, Request
 from starlette.responses import HTMLResponse, Response
-from starlette.staticfiles import StaticFiles
-from starlette.types import Scope
 
-from userapi.core.headers import content_security_policy, new_nonce, page_security_headers
+from userapi.core.headers import AssetFiles, content_security_policy, new_nonce, page_security_headers
 
 DOCS_PATH = "/docs"
 REDOC_PATH = "/redoc"
@@ -40,21 +37,6 @@ _REDOC_STYLE_HASHES = (
 )
 
 router = APIRouter(include_in_schema=False)
-
-
-class _Assets(StaticFiles):
-    """Static files that the browser must take as the type they are served with (no sniffing)."""
-
-    def file_response(
-        self,
-        full_path: str | os.PathLike[str],
-        stat_result: os.stat_result,
-        scope: Scope,
-        status_code: int = 200,
-    ) -> Response:
-        response = super().file_response(full_path, stat_result, scope, status_code)
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        return response
 
 
 @cache
@@ -140,4 +122,4 @@ def install_docs(app: FastAPI) -> None:
     and redoc_url=None, so FastAPI's CDN-loading pages are not served)."""
     app.include_router(router)
     # Ours first: a name of ours wins over the package's (the routes above win over both).
-    app.mount(ASSETS_PATH, _Assets(packages=[("userapi.apidocs", "static"), _VENDOR]), name="docs-assets")
+    app.mount(ASSETS_PATH, AssetFiles(packages=[("userapi.apidocs", "static"), _VENDOR]), name="docs-assets")

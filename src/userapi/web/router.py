@@ -2,31 +2,11 @@
 
 from __future__ import annotations
 
-import os
-
 from fastapi import FastAPI
-from starlette.responses import Response
-from starlette.staticfiles import StaticFiles
-from starlette.types import Scope
 
+from userapi.core.headers import AssetFiles
 from userapi.web import account, admin, admin_roles, links, mfa
 from userapi.web.constants import STATIC
-
-
-class _Static(StaticFiles):
-    """The pages' own assets: taken as the type they are served with, and revalidated when changed."""
-
-    def file_response(
-        self,
-        full_path: str | os.PathLike[str],
-        stat_result: os.stat_result,
-        scope: Scope,
-        status_code: int = 200,
-    ) -> Response:
-        response = super().file_response(full_path, stat_result, scope, status_code)
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Cache-Control"] = "no-cache"
-        return response
 
 
 def install_web(app: FastAPI) -> None:
@@ -36,4 +16,6 @@ def install_web(app: FastAPI) -> None:
     app.include_router(account.router)
     app.include_router(links.router)
     app.include_router(mfa.router)
-    app.mount(STATIC, _Static(packages=[("userapi.web", "static")]), name="web-static")
+    app.mount(
+        STATIC, AssetFiles(packages=[("userapi.web", "static")], cache_control="no-cache"), name="web-static"
+    )
