@@ -435,6 +435,8 @@ ROUTE_PERMISSIONS = {
     ("PATCH", "/api/v1/users/{user_id}"): "users:update",
     ("DELETE", "/api/v1/users/{user_id}"): "users:delete",
     ("DELETE", "/api/v1/users/{user_id}/sessions"): "sessions:revoke",
+    ("GET", "/api/v1/users/{user_id}/sessions"): "users:read",
+    ("DELETE", "/api/v1/users/{user_id}/sessions/{session_id}"): "sessions:revoke",
     ("GET", "/api/v1/audit-events"): "audit:read",
     ("GET", "/api/v1/permissions"): "roles:manage",
     ("GET", "/api/v1/roles"): "roles:manage",
@@ -491,7 +493,8 @@ def test_the_declared_walk_would_catch_a_route_with_the_wrong_permission(setting
 
 
 def _concrete(path: str, ctx: dict[str, str]) -> str:
-    return path.replace("{user_id}", ctx["target"]).replace("{name}", ctx["role"])
+    concrete = path.replace("{user_id}", ctx["target"]).replace("{name}", ctx["role"])
+    return concrete.replace("{session_id}", ctx.get("session", ""))
 
 
 def _body(method: str, path: str) -> dict[str, Any]:
@@ -515,7 +518,11 @@ async def test_each_admin_route_checks_exactly_its_permission(
     only = await make_account(client, db_conn, await create_role(db_conn, permission))
     others = await make_account(client, db_conn, await create_role(db_conn, *everything_else))
 
-    ctx = {"target": (await register(client))["id"], "role": await create_role(db_conn)}
+    target = await make_account(client)
+    ctx = {"target": target["id"], "role": await create_role(db_conn)}
+    if "{session_id}" in path:
+        mine = (await client.get(f"{API}/auth/sessions", headers=target.headers)).json()
+        ctx["session"] = mine[0]["id"]
     refused = await client.request(
         method, _concrete(path, ctx), headers=others.headers, **_body(method, path)
     )

@@ -208,6 +208,14 @@ async def _reset_mfa(
     return "DELETE", f"{API}/users/{target['id']}/mfa", {"headers": account.headers}
 
 
+async def _end_one_user_session(
+    client: httpx.AsyncClient, account: Account, conn: AsyncConnection
+) -> tuple[str, str, dict[str, Any]]:
+    target = await make_account(client)
+    sessions = (await client.get(f"{API}/users/{target['id']}/sessions", headers=account.headers)).json()
+    return "DELETE", f"{API}/users/{target['id']}/sessions/{sessions[0]['id']}", {"headers": account.headers}
+
+
 # Every 204 route, and how to make it answer 204 (the walk below fails when one is missing here).
 NO_CONTENT_ROUTES: dict[tuple[str, str], NoContentCall] = {
     ("POST", f"{API}/auth/logout"): _logout,
@@ -221,6 +229,7 @@ NO_CONTENT_ROUTES: dict[tuple[str, str], NoContentCall] = {
     ("POST", f"{API}/auth/email/change/confirm"): _confirm_email_change,
     ("DELETE", f"{API}/users/me/mfa/totp"): _disable_totp,
     ("DELETE", f"{API}/users/{{user_id}}/mfa"): _reset_mfa,
+    ("DELETE", f"{API}/users/{{user_id}}/sessions/{{session_id}}"): _end_one_user_session,
 }
 
 

@@ -4,6 +4,7 @@ token, admin holding permissions added later, token claims as information only, 
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import httpx
 import jwt
@@ -13,7 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tests.fixtures.app import Account, build_test_app, create_role, make_account, statements_on
-from tests.fixtures.helpers import API, PASSWORD, assert_problem, login, register, unique_email
+from tests.fixtures.helpers import API, PASSWORD, assert_problem, bearer, login, register, unique_email
 from userapi.auth.dependencies import Principal, get_current_user
 from userapi.core.config import Settings
 from userapi.roles import constants
@@ -269,6 +270,47 @@ async def test_nobody_changes_deletes_or_signs_out_an_account_holding_more(
     assert (
         await client.patch(f"{USERS}/{peer['id']}", json={"is_active": False}, headers=helpdesk.headers)
     ).status_code == 200
+
+
+async def test_listing_and_ending_one_session_of_an_account(
+    client: httpx.AsyncClient, db_conn: AsyncConnection, admin: Account
+) -> None:
+    """The console's "End" on one session, over the API: the other sessions go on."""
+    target = await make_account(client, db_conn)
+    lost_phone = await login(client, target["email"])
+    listed = await client.get(f"{USERS}/{target['id']}/sessions", headers=admin.headers)
+    assert listed.status_code == 200, listed.text
+    assert len(listed.json()) == 2
+    assert not any(session["current"] for session in listed.json())
+    mine = (await client.get(f"{API}/auth/sessions", headers=bearer(lost_phone["access_token"]))).json()
+    phone_session = next(s["id"] for s in mine if s["current"])
+
+    ended = await client.delete(f"{USERS}/{target['id']}/sessions/{phone_session}", headers=admin.headers)
+    assert ended.status_code == 204, ended.text
+    assert_problem(await client.get(f"{USERS}/me", headers=bearer(lost_phone["access_token"])), 401)
+    assert (await client.get(f"{USERS}/me", headers=target.headers)).status_code == 200
+    event = (
+        await db_conn.execute(
+            text("SELECT actor_id, detail FROM auth_events WHERE type = 'session_revoked' AND user_id = :u"),
+            {"u": target["id"]},
+        )
+    ).one()
+    assert (str(event.actor_id), event.detail) == (admin["id"], {"session_id": phone_session})
+    # Spent, unknown or another account's session: 404, nothing else ends.
+    again = await client.delete(f"{USERS}/{target['id']}/sessions/{phone_session}", headers=admin.headers)
+    assert_problem(again, 404, "session_not_found")
+    assert_problem(
+        await client.delete(
+            f"{USERS}/{admin['id']}/sessions/{target_session(mine, phone_session)}", headers=admin.headers
+        ),
+        404,
+        "session_not_found",
+    )
+    assert (await client.get(f"{USERS}/me", headers=target.headers)).status_code == 200
+
+
+def target_session(sessions: list[dict[str, Any]], other_than: str) -> str:
+    return next(s["id"] for s in sessions if s["id"] != other_than)
 
 
 async def test_ending_every_session_of_an_account(

@@ -13,8 +13,10 @@ from userapi.auth.dependencies import (
     CurrentUser,
     OptionalClaims,
     PasswordGrantDep,
+    Principal,
     RecoveryServiceDep,
 )
+from userapi.auth.repository import SessionRow
 from userapi.auth.schemas import (
     AccountTokenBody,
     ForgotPassword,
@@ -31,6 +33,10 @@ from userapi.core.client import ClientDep
 from userapi.core.config import API_PREFIX
 from userapi.core.http import NoStore
 from userapi.core.schemas import Accepted
+from userapi.roles.constants import Permission
+from userapi.roles.dependencies import require_permission
+from userapi.roles.service import Actor
+from userapi.users.dependencies import TargetUser, UserServiceDep
 from userapi.users.models import User
 from userapi.users.schemas import UserRead, UserRegister
 
@@ -155,11 +161,7 @@ async def logout(body: RefreshRequest, auth: AuthServiceDep, client: ClientDep) 
     await auth.logout(body.refresh_token, client)
 
 
-@router.get("/auth/sessions", response_model=list[SessionRead], summary="List your active sessions")
-async def list_sessions(current: CurrentPrincipal, auth: AuthServiceDep) -> list[SessionRead]:
-    """The caller's signed-in sessions that have not ended or expired: when each began and was last
-    used, from which user agent and address; `current` marks the session of this access token."""
-    user, claims = current.user, current.claims
+def _session_list(rows: list[SessionRow], current: uuid.UUID | None) -> list[SessionRead]:
     return [
         SessionRead(
             id=row.family_id,
@@ -169,10 +171,58 @@ async def list_sessions(current: CurrentPrincipal, auth: AuthServiceDep) -> list
             user_agent=row.user_agent,
             ip=row.ip,
             amr=row.amr,
-            current=row.family_id == claims.session_id,
+            current=row.family_id == current,
         )
-        for row in await auth.sessions(user)
+        for row in rows
     ]
+
+
+@router.get("/auth/sessions", response_model=list[SessionRead], summary="List your active sessions")
+async def list_sessions(current: CurrentPrincipal, auth: AuthServiceDep) -> list[SessionRead]:
+    """The caller's signed-in sessions that have not ended or expired: when each began and was last
+    used, from which user agent and address; `current` marks the session of this access token."""
+    return _session_list(await auth.sessions(current.user), current.claims.session_id)
+
+
+SessionReader = Annotated[Principal, require_permission(Permission.users_read)]
+SessionEnder = Annotated[Principal, require_permission(Permission.sessions_revoke)]
+_no_user: dict[int | str, dict[str, Any]] = {404: {"description": "No such user"}}
+
+
+@router.get(
+    "/users/{user_id}/sessions",
+    response_model=list[SessionRead],
+    responses=_no_user,
+    summary="List a user's active sessions (users:read)",
+)
+async def list_user_sessions(
+    caller: SessionReader, target: TargetUser, auth: AuthServiceDep
+) -> list[SessionRead]:
+    """Another account's signed-in sessions, as `GET /api/v1/auth/sessions` shows them to their owner
+    (`current` is false: none of them is the caller's). Needs `users:read`."""
+    return _session_list(await auth.sessions(target), None)
+
+
+@router.delete(
+    "/users/{user_id}/sessions/{session_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={404: {"description": "No such user, or no active session of that id of theirs"}},
+    summary="End one session of a user (sessions:revoke)",
+)
+async def end_user_session(
+    caller: SessionEnder,
+    target: TargetUser,
+    session_id: Annotated[
+        uuid.UUID, Path(description="The session's `id`, from the user's list of sessions.")
+    ],
+    users: UserServiceDep,
+    client: ClientDep,
+) -> None:
+    """Signs the account out of one session (a lost phone): its refresh token is revoked and its
+    access tokens stop on their next request. Needs `sessions:revoke` and every permission of the
+    account's role. Recorded in the audit trail."""
+    actor = Actor.signed_in(caller.user.id, caller.permissions, client)
+    await users.admin_end_session(actor, target, session_id)
 
 
 @router.delete(
