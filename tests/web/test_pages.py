@@ -234,6 +234,20 @@ async def test_a_forged_cookie_is_no_session(web: httpx.AsyncClient, admin: Acco
     assert (await web.get("/admin/users")).status_code == 303
 
 
+@pytest.mark.parametrize("junk", ["\u00e9" * 10, "caf\u00e9.\u00e9t\u00e9", "\u00ff.\u00ff"])
+async def test_a_cookie_or_csrf_token_with_any_character_is_refused_not_a_500(
+    admin_web: httpx.AsyncClient, user: Account, junk: str
+) -> None:
+    """Non-ASCII in a signed value: constant-time comparison of such a str raises TypeError."""
+    url = f"/admin/users/{user['id']}/role"
+    refused = await admin_web.post(url, data={"role": "admin", "csrf_token": junk})
+    assert refused.status_code == 403, refused.text
+    # A cookie header travels as Latin-1: the same characters, in the session cookie.
+    raw = junk.encode("latin-1")
+    response = await admin_web.get("/admin/users", headers={"cookie": SESSION.encode() + b"=" + raw})
+    assert response.status_code in (303, 400), response.text
+
+
 async def test_an_expired_access_token_is_renewed_with_the_refresh_token(
     web: httpx.AsyncClient, admin: Account, settings: Settings
 ) -> None:

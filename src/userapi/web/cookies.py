@@ -39,7 +39,7 @@ class CookieSigner:
         if not signed or signed.count(_SEP) != 1:
             return None
         body, mac = signed.split(_SEP)
-        if not hmac.compare_digest(mac, self._mac(self._cookie_key, body)):
+        if not _same(mac, self._mac(self._cookie_key, body)):
             return None
         try:
             value = orjson.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
@@ -56,9 +56,15 @@ class CookieSigner:
         """Whether `token` is the CSRF token of `binding` (compared in constant time)."""
         if not binding or not token:
             return False
-        return hmac.compare_digest(token, self.csrf_token(binding))
+        return _same(token, self.csrf_token(binding))
 
     @staticmethod
     def _mac(key: bytes, message: str) -> str:
         digest = hmac.new(key, message.encode(), hashlib.sha256).digest()
         return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+def _same(presented: str, expected: str) -> bool:
+    """Constant-time equality of a presented value and ours. As bytes: `hmac.compare_digest` raises
+    TypeError for a str with a non-ASCII character, and a cookie or form field may hold one."""
+    return hmac.compare_digest(presented.encode("utf-8", "surrogatepass"), expected.encode())
