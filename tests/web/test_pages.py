@@ -3,6 +3,7 @@ as a real userapi session, CSRF, permissions and refusals shown as messages."""
 
 from __future__ import annotations
 
+import base64
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -223,6 +224,23 @@ async def test_an_idle_session_is_signed_out(
     response = await web.get("/admin/users")
     assert response.status_code == 303
     assert "max-age=0" in cookie_header(response, SESSION).lower()  # the browser forgets it
+    # And the server ends the session: a copy of the cookie, or its refresh token, opens nothing.
+    refreshed = await web.post(f"{API}/auth/refresh", json={"refresh_token": value["r"]})
+    assert refreshed.status_code == 401, refreshed.text
+
+
+async def test_the_session_cookie_is_sealed_not_only_signed(
+    web: httpx.AsyncClient, admin: Account, settings: Settings
+) -> None:
+    """The cookie carries the session's refresh token: whoever copies the cookie must not read it."""
+    await sign_in(web, admin["email"])
+    cookie = web.cookies[SESSION]
+    value = CookieSigner(settings.jwt_secret).loads(cookie)
+    assert value is not None
+    raw = base64.urlsafe_b64decode(cookie + "=" * (-len(cookie) % 4))
+    for secret in (value["r"], value["a"]):
+        assert secret not in cookie
+        assert secret.encode() not in raw
 
 
 async def test_a_forged_cookie_is_no_session(web: httpx.AsyncClient, admin: Account) -> None:

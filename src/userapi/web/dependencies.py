@@ -72,6 +72,9 @@ async def get_console(
     if not isinstance(access, str) or not isinstance(refresh, str) or not isinstance(seen, int):
         return None
     if now - seen > runtime.settings.console_idle_timeout_seconds:
+        # Idle too long: the session ends on the server too, not only in this browser (the cookie
+        # could have been copied, and its refresh token would otherwise live on for days).
+        await auth.logout(refresh, client)
         request.state.end_session = True
         return None
     try:
