@@ -266,6 +266,40 @@ async def test_a_cookie_or_csrf_token_with_any_character_is_refused_not_a_500(
     assert response.status_code in (303, 400), response.text
 
 
+@pytest.mark.parametrize("raw_id", ["%E2%82%AC", "%0D%0ASet-Cookie:%20x=1", "%C3%A9", "a%2Fb"])
+async def test_a_form_url_with_any_id_gets_a_clean_answer(admin_web: httpx.AsyncClient, raw_id: str) -> None:
+    """A refused form redirects back to its page, built from the URL's own ids: those must reach
+    the Location header escaped (a raw euro sign was a 500, a raw CR LF no answer at all)."""
+    token = csrf_token((await admin_web.get("/admin/roles")).text)
+    form = {"csrf_token": token, "role": "user", "description": "d"}
+    for url in (f"/admin/roles/{raw_id}", f"/admin/users/{raw_id}/role", f"/admin/users/{raw_id}/active"):
+        response = await admin_web.post(url, data=form)
+        assert response.status_code < 500, (url, response.text)
+        location = response.headers.get("location", "")
+        assert location.isascii(), (url, location)
+        assert location.isprintable(), (url, location)
+        assert "x" not in admin_web.cookies, url
+
+
+async def test_a_form_without_its_text_field_changes_nothing(
+    admin_web: httpx.AsyncClient, client: httpx.AsyncClient, admin: Account
+) -> None:
+    """Unticked boxes send nothing, but a form without its description or name field is no form of
+    ours: refused, and the stored value is kept (it was blanked)."""
+    name = f"kept-{uuid.uuid4().hex[:8]}"
+    body = {"name": name, "description": "keep me", "permissions": ["users:read"]}
+    assert (await client.post(f"{API}/roles", json=body, headers=admin.headers)).status_code == 201
+    named = await client.patch(f"{API}/users/me", json={"full_name": "Kept Name"}, headers=admin.headers)
+    assert named.status_code == 200, named.text
+    token = csrf_token((await admin_web.get(f"/admin/roles/{name}")).text)
+    await admin_web.post(f"/admin/roles/{name}", data={"csrf_token": token})
+    await admin_web.post("/account/name", data={"csrf_token": token})
+    role = (await client.get(f"{API}/roles/{name}", headers=admin.headers)).json()
+    assert (role["description"], role["permissions"]) == ("keep me", ["users:read"])
+    me = (await client.get(f"{API}/users/me", headers=admin.headers)).json()
+    assert me["full_name"] == "Kept Name"
+
+
 async def test_an_expired_access_token_is_renewed_with_the_refresh_token(
     web: httpx.AsyncClient, admin: Account, settings: Settings
 ) -> None:

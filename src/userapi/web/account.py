@@ -13,7 +13,7 @@ from userapi.core.validation import Email, FullName, LoginPassword, NewPassword
 from userapi.users.dependencies import UserServiceDep
 from userapi.web import constants as c
 from userapi.web.dependencies import AccountConsole, session_form
-from userapi.web.pages import PageRoute, back_to, flash, redirect, render
+from userapi.web.pages import PageRoute, back_to, flash, redirect, render, require_fields
 from userapi.web.signin import add_sign_in
 
 router = APIRouter(prefix=c.ACCOUNT, route_class=PageRoute, include_in_schema=False)
@@ -45,6 +45,7 @@ async def change_name(
     full_name: Annotated[FullName, Form()] = "",
 ) -> Response:
     """PATCH /api/v1/users/me: the name (empty clears it)."""
+    await require_fields(request, "full_name")  # sent empty clears the name; not sent is no form of ours
     await users.update_profile(console.principal.user, full_name or None)
     flash(request, "Your name is saved.")
     return redirect(request, c.ACCOUNT)

@@ -23,7 +23,7 @@ from userapi.users.dependencies import UserServiceDep
 from userapi.web import constants as c
 from userapi.web.admin import Form_, console_page
 from userapi.web.dependencies import AdminConsole
-from userapi.web.pages import PageRoute, back_to, flash, redirect
+from userapi.web.pages import PageRoute, back_to, flash, redirect, require_fields
 
 router = APIRouter(prefix=c.ADMIN, route_class=PageRoute, include_in_schema=False)
 
@@ -82,6 +82,9 @@ async def update_role(
     permissions: Annotated[list[Permission], Form(max_length=4 * len(Permission))] = [],  # noqa: B006
 ) -> Response:
     """PATCH /api/v1/roles/{name} with the whole new set of permissions (roles:manage)."""
+    # Unticked boxes send nothing, so no permission field means "no permission". A form without
+    # the description field, though, is no form of ours: it would blank the description.
+    await require_fields(request, "description")
     console.require(Permission.roles_manage)
     await roles.update(
         console.actor,

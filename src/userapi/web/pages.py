@@ -96,10 +96,15 @@ def render(request: Request, template: str, *, status_code: int = 200, **context
     return HTMLResponse(html, status_code=status_code)
 
 
+# Characters a path-and-query may hold as they are (RFC 3986 reserved, unreserved, and `%` of escapes).
+_URL_SAFE = "/?&=#%:@!$'()*+,;~-._"
+
+
 def redirect(request: Request, path: str) -> HTMLResponse:
     """303 See Other to a path of this service (never built from the Host header), with a link for
     clients that do not follow redirects."""
-    url = root(request) + path
+    # Whatever built `path`, the header gets printable ASCII only (RFC 9110 5.5; RFC 3986 escapes).
+    url = root(request) + quote(path, safe=_URL_SAFE)
     body = f'<!DOCTYPE html><title>See other</title><p><a href="{escape(url)}">Continue</a></p>'
     return HTMLResponse(body, status_code=303, headers={"Location": url})
 
@@ -161,7 +166,9 @@ def back_to(path: str, *, only: tuple[type[AppError], ...] = (AppError,)) -> Any
     refusals get a page of their own. Listed first, so it holds for invalid fields too."""
 
     async def set_back(request: Request) -> None:
-        values = dict(request.path_params)
+        # Path parameters arrive decoded: encoded again, or a value such as `%E2%82%AC` or `%0A`
+        # would land raw in the Location header (a 500, or no answer at all).
+        values = {name: quote(str(value), safe="") for name, value in request.path_params.items()}
         if "{token}" in path:
             token = (await request.form()).get("token")
             values["token"] = quote(token, safe="") if isinstance(token, str) else ""
@@ -236,3 +243,12 @@ class PageRoute(APIRoute):
             return _finish(request, response)
 
         return page
+
+
+async def require_fields(request: Request, *names: str) -> None:
+    """Raises InvalidForm unless the form has each field, if only empty. FastAPI gives an empty
+    field and a missing one the same default, and a missing one must not overwrite a value."""
+    form = await request.form()
+    missing = [name for name in names if name not in form]
+    if missing:
+        raise InvalidForm(f"The form lacks {', '.join(missing)}; reload the page and retry")
