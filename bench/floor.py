@@ -5,8 +5,9 @@ Every headline figure of the bench is a ratio to this app, served the same way a
 ORM and our own layers cost, not how fast this machine is. Each route does what the endpoint must:
 
 - GET  /api/v1/users/me     verify the access token with PyJWT (same claims, options, algorithm:
-                            RS256 with the service's public key, found by the token's `kid`), read the user by primary key plus its session's liveness in one query,
-                            check active/version, answer the user as JSON (orjson)
+                            RS256 with the service's public key, found by the token's `kid`),
+                            read the user by primary key plus its session's liveness in one
+                            query, check active/version, answer the user as JSON (orjson)
 - GET  /api/v1/users        the same authentication plus the admin role, then one keyset page
 - POST /api/v1/auth/login   read the user by canonical email, bcrypt verify (NFKC password) off the
                             loop, insert the refresh token and the audit event (one statement), sign
