@@ -20,7 +20,7 @@ LUA = BENCH / "lua"
 RESULTS = BENCH / "results"
 HOST = "127.0.0.1"
 # A password that passes the service's rules (length, not a common one); every bench account uses it.
-PASSWORD = "bench-Passw0rd-7f3k"
+PASSWORD = "Kx7-quartz-Orbit-42"
 
 
 @dataclass

@@ -13,7 +13,7 @@ from typing import Any
 
 import asyncpg
 
-from bench._common import PASSWORD, BenchError, Options, expect, log, median, ratio, request
+from bench._common import HOST, PASSWORD, BenchError, Options, expect, log, median, ratio, request
 from bench._cpu import Interference, interference
 from bench._db import BenchPostgres
 from bench._procs import Server, service_env
@@ -64,9 +64,13 @@ class Context:
             yield self.shared[workers]
             return
         service = Server.service(workers, self.env, self.run_dir)
-        floor = Server.floor(workers, self.floor_env, self.run_dir)
+        # The floor verifies the service's tokens with the service's public keys, read once from its
+        # JWKS at the floor's start-up: so the service is ready before the floor starts.
+        jwks = {"FLOOR_JWKS_URL": f"http://{HOST}:{service.port}/.well-known/jwks.json"}
+        floor = Server.floor(workers, self.floor_env | jwks, self.run_dir)
         try:
             service.start()
+            service.wait_ready()
             floor.start()
             for server in (service, floor):
                 server.wait_ready()

@@ -16,12 +16,31 @@ from bench._wrk import Wrk, WrkResult, closed_loop_rps, summarise
 # --- 2 and 4: bcrypt-bound storms ------------------------------------------------------------
 
 STORM_CONNECTIONS = 16
+# The issue's memory target for a worker during the login storm (MiB).
+STORM_RSS_LIMIT_MB = 150
+
+
+def _peak_rss(server: Server, seconds: float, into: dict[str, float]) -> None:
+    """Samples each worker's RSS every 0.5 s for `seconds` (during a storm), keeping the peak (MiB)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for name, mb in server.rss_mb().items():
+            if name.startswith("worker"):
+                into[name] = max(into.get(name, 0.0), mb)
+        time.sleep(0.5)
 
 
 def _storm(
-    ctx: Context, service: Server, floor: Server, path: str, script: str, args: Callable[[], tuple[str, ...]]
+    ctx: Context,
+    service: Server,
+    floor: Server,
+    path: str,
+    script: str,
+    args: Callable[[], tuple[str, ...]],
+    peak_rss: dict[str, dict[str, float]] | None = None,
 ) -> tuple[dict[str, dict[str, list[WrkResult]]], Interference]:
-    """A B A B rounds of wrk -t2 -c16 on `path`, each with wrk -t1 -c4 on /health/live alongside."""
+    """A B A B rounds of wrk -t2 -c16 on `path`, each with wrk -t1 -c4 on /health/live alongside;
+    with `peak_rss`, each server's workers' peak RSS during the storms is recorded there."""
     seconds = max(ctx.opts.duration, 6 if ctx.opts.quick else 10)  # requests take seconds here
     runs: dict[str, dict[str, list[WrkResult]]] = {
         name: {"storm": [], "live": []} for name in ("service", "floor")
@@ -41,6 +60,8 @@ def _storm(
                     timeout_s=60,
                 )
                 try:
+                    if peak_rss is not None:  # while both wrk runs go on (they started above)
+                        _peak_rss(server, seconds - 1, peak_rss.setdefault(name, {}))
                     runs[name]["storm"].append(s := storm.result())
                     runs[name]["live"].append(h := live.result())
                 finally:
@@ -81,14 +102,18 @@ def scenario_2(ctx: Context) -> dict[str, Any]:
         for server in (service, floor):  # warm: the first logins of a process pay for imports and pools
             for _ in range(2):
                 expect(server.port, "POST", LOGIN, 200, body={"email": email, "password": PASSWORD})
-        runs, other = _storm(ctx, service, floor, LOGIN, "login.lua", lambda: (email, PASSWORD))
+        peak: dict[str, dict[str, float]] = {}
+        runs, other = _storm(ctx, service, floor, LOGIN, "login.lua", lambda: (email, PASSWORD), peak)
     result = _storm_result(runs, other, bcrypt_cost)
     result["target_logins_per_s"] = round(0.9 * ctx.cores / bcrypt_cost["verify_s"], 2)
     live_p99 = result["live_during_storm"]["service"]["p99_ms"]
+    result["peak_rss_mb"] = peak
+    result["max_worker_rss_mb"] = max(peak.get("service", {}).values(), default=0.0)
     result["passed"] = bool(
         result["service"]["rps"] >= result["target_logins_per_s"]
         and live_p99 < 50
         and result["service"]["errors"] == 0
+        and 0 < result["max_worker_rss_mb"] < STORM_RSS_LIMIT_MB
     )
     return result
 

@@ -4,18 +4,21 @@ Every headline figure of the bench is a ratio to this app, served the same way a
 (uvicorn, uvloop + httptools, the same worker count), so the figures say what the framework, the
 ORM and our own layers cost, not how fast this machine is. Each route does what the endpoint must:
 
-- GET  /api/v1/users/me     verify the access token with PyJWT (same claims, options, algorithm),
-                            read the user by primary key plus its session's liveness in one query,
-                            check active/version, answer the user as JSON (orjson)
+- GET  /api/v1/users/me     verify the access token with PyJWT (same claims, options, algorithm:
+                            RS256 with the service's public key, found by the token's `kid`),
+                            read the user by primary key plus its session's liveness in one
+                            query, check active/version, answer the user as JSON (orjson)
 - GET  /api/v1/users        the same authentication plus the admin role, then one keyset page
 - POST /api/v1/auth/login   read the user by canonical email, bcrypt verify (NFKC password) off the
                             loop, insert the refresh token and the audit event (one statement), sign
-                            the access token
+                            the access token (RS256 with a key of the service's size, its own)
 - POST /api/v1/auth/register  canonical email, bcrypt hash off the loop, insert the user and the event
 - GET  /health/live, /health/ready
 
-Configured by environment: FLOOR_DATABASE_URL, JWT_SECRET, JWT_ISSUER, JWT_AUDIENCE,
-ACCESS_TOKEN_TTL_SECONDS, REFRESH_TOKEN_TTL_SECONDS, BCRYPT_ROUNDS, DB_POOL_SIZE.
+Configured by environment: FLOOR_DATABASE_URL, FLOOR_JWKS_URL (the service's
+/.well-known/jwks.json, read once at start-up: the floor verifies exactly the tokens the service
+issues, with the same asymmetric algorithm), JWT_ISSUER, JWT_AUDIENCE, ACCESS_TOKEN_TTL_SECONDS,
+REFRESH_TOKEN_TTL_SECONDS, BCRYPT_ROUNDS, DB_POOL_SIZE.
 Run: uvicorn bench.floor:app --loop uvloop --http httptools --workers N --no-access-log
 """
 
@@ -27,6 +30,7 @@ import hashlib
 import os
 import secrets
 import time
+import urllib.request
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -37,6 +41,7 @@ import asyncpg
 import bcrypt
 import jwt
 import orjson
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 # The service's canonical forms (pure functions, no framework): the floor must do that work too.
 from userapi.core.canonical import (
@@ -46,6 +51,7 @@ from userapi.core.canonical import (
     canonical_email_prefix,
     canonical_password,
 )
+from userapi.keys.constants import RSA_KEY_BITS  # the service's key size: a floor login signs at its cost
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -76,6 +82,7 @@ e AS (INSERT INTO auth_events (type, user_id, ip, user_agent) SELECT 'signup', i
 SELECT * FROM u
 """
 _JSON = (b"content-type", b"application/json")
+_FLOOR_KID = "floor"
 
 
 def _prehash(password: str) -> bytes:
@@ -125,7 +132,12 @@ class _Refused(Exception):
 class Floor:
     def __init__(self) -> None:
         self.pool: asyncpg.Pool | None = None
-        self.key = os.environ.get("JWT_SECRET", "")
+        # kid -> (verification key, its one algorithm); filled at start-up from the service's JWKS.
+        self.keys: dict[str, tuple[Any, str]] = {}
+        # Logins on the floor sign with a key of its own, of the service's algorithm and size (the
+        # service's private key is sealed in its database): the same signing cost per login.
+        self.signing_key = rsa.generate_private_key(public_exponent=65537, key_size=RSA_KEY_BITS)
+        self.keys[_FLOOR_KID] = (self.signing_key.public_key(), "RS256")
         self.issuer = os.environ.get("JWT_ISSUER", "userapi")
         self.audience = os.environ.get("JWT_AUDIENCE", "userapi")
         self.access_ttl = int(os.environ.get("ACCESS_TOKEN_TTL_SECONDS", "900"))
@@ -162,6 +174,8 @@ class Floor:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                if url := os.environ.get("FLOOR_JWKS_URL"):
+                    self.keys |= await asyncio.get_running_loop().run_in_executor(None, _read_jwks, url)
                 size = int(os.environ.get("DB_POOL_SIZE", "20"))
                 # reset: asyncpg's default runs a reset query (advisory locks, LISTEN, GUCs) on every
                 # release, a round trip per request for state these handlers never create.
@@ -188,15 +202,17 @@ class Floor:
         if not token:
             raise _Refused(401, "no token")
         try:
+            # As the service does: the key by the header's kid, the algorithm from the key, not `alg`.
+            key, algorithm = self.keys[jwt.get_unverified_header(token)["kid"]]
             claims = self.decoder.decode(
-                token, self.key, algorithms=["HS256"], audience=self.audience, issuer=self.issuer
+                token, key, algorithms=[algorithm], audience=self.audience, issuer=self.issuer
             )
             version = claims["ver"]
             if claims["typ"] != "access" or not isinstance(version, int) or isinstance(version, bool):
                 raise _Refused(401, "bad token")
             sid = claims.get("sid")
             user_id, session_id = uuid.UUID(claims["sub"]), uuid.UUID(sid) if sid is not None else None
-        except (jwt.PyJWTError, ValueError, TypeError, AttributeError):
+        except (jwt.PyJWTError, ValueError, TypeError, AttributeError, KeyError):
             raise _Refused(401, "bad token") from None
         row = await self.db.fetchrow(_AUTH_SQL, user_id, session_id)
         if row is None or not row["is_active"] or row["token_version"] != version or not row["live"]:
@@ -260,7 +276,7 @@ class Floor:
             "ver": user["token_version"],
             "sid": str(family),
         }
-        access = jwt.encode(claims, self.key, algorithm="HS256")
+        access = jwt.encode(claims, self.signing_key, algorithm="RS256", headers={"kid": _FLOOR_KID})
         return 200, {
             "access_token": access,
             "refresh_token": refresh,
@@ -292,6 +308,19 @@ class Floor:
     async def ready(self, scope: Scope, receive: Receive) -> tuple[int, Any]:
         await self.db.fetchval("SELECT 1")
         return 200, {"status": "ok"}
+
+
+def _read_jwks(url: str) -> dict[str, tuple[Any, str]]:
+    """kid -> (public key, algorithm) of every key in a JWK Set (RFC 7517) served at `url`."""
+    with urllib.request.urlopen(url, timeout=10) as response:
+        document = orjson.loads(response.read())
+    found = {}
+    for jwk in document["keys"]:
+        key = jwt.PyJWK(jwk)
+        found[jwk["kid"]] = (key.key, jwk["alg"])
+    if not found:
+        raise RuntimeError(f"no keys at {url}")
+    return found
 
 
 async def _no_reset(connection: asyncpg.Connection) -> None:

@@ -112,8 +112,9 @@ def markdown(results: dict[str, Any]) -> str:
         )
         targets.append(
             f"| 2 login storm | >= 0.9 x {m['cores']} cores / {r['bcrypt']['verify_s']:.3f} s per verify "
-            f"= {r['target_logins_per_s']:.2f}/s; /health/live p99 < 50 ms; 0 errors "
-            f"| {r['service']['rps']:.2f}/s; p99 {live['service']['p99_ms']:.1f} ms; "
+            f"= {r['target_logins_per_s']:.2f}/s; /health/live p99 < 50 ms; RSS per worker < 150 MB "
+            f"during it; 0 errors | {r['service']['rps']:.2f}/s; p99 {live['service']['p99_ms']:.1f} ms; "
+            f"peak RSS {_rss(r.get('peak_rss_mb', {}).get('service', {}))}; "
             f"{r['service']['errors']} errors | {_verdict(r['passed'])} |"
         )
     if "3" in sc:

@@ -51,6 +51,13 @@ async def test_the_user_for_a_request_is_fully_loaded(
     loaded = found.user
     # No attribute left unloaded: touching one later would be a lazy load outside any session.
     assert sa_inspect(loaded).unloaded == set()
+    # As if loaded by a session: detached with its identity, nothing pending, so a route that
+    # attaches it and changes a column writes an UPDATE of that column only.
+    state = sa_inspect(loaded)
+    assert state.detached
+    assert state.identity == (uuid.UUID(user["id"]),)
+    assert not state.modified
+    assert all(not attribute.history.has_changes() for attribute in state.attrs)
     assert loaded.email == user["email"]
     assert loaded.role == user["role"] == "user"
     assert found.permissions == frozenset()

@@ -462,6 +462,17 @@ async def test_the_per_request_check_is_one_query(
     assert "r.permissions" in statements[0]
 
 
+async def test_a_route_asking_for_the_principal_and_the_user_still_checks_once(
+    client: httpx.AsyncClient, user: Account, db_conn: AsyncConnection
+) -> None:
+    """GET /auth/sessions declares the principal; its router declares the user: one check between them."""
+    async with statements_on(db_conn) as statements:
+        response = await client.get(f"{API}/auth/sessions", headers=user.headers)
+    assert response.status_code == 200
+    checks = [s for s in statements if "FROM users u JOIN roles r" in s]
+    assert len(checks) == 1, statements
+
+
 # --- listing and ending sessions ------------------------------------------------------------------------
 
 

@@ -110,3 +110,39 @@ def test_metrics_aggregate_across_two_workers(database_url: str) -> None:
     assert metric_sample(text, "userapi_http_requests_total", **labels) == 40
     # Samples from two processes (pid label present only in multiprocess files' gauges).
     assert "userapi_db_pool_connections_in_use" in text
+
+
+async def test_metric_children_are_looked_up_once_per_label_set(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The middleware keeps each label set's children (issue 17); the samples are the same children's."""
+    from userapi.core import middleware
+
+    looked_up: list[tuple[str, ...]] = []
+    real = middleware.HTTP_REQUESTS
+
+    class Counting:
+        def labels(self, *values: str) -> object:
+            looked_up.append(values)
+            return real.labels(*values)
+
+    monkeypatch.setattr(middleware, "HTTP_REQUESTS", Counting())
+    before = metric_sample(
+        (await client.get("/metrics")).text,
+        "userapi_http_requests_total",
+        method="GET",
+        route="/health/live",
+        status="200",
+    )
+    for _ in range(3):
+        assert (await client.get("/health/live")).status_code == 200
+    after = metric_sample(
+        (await client.get("/metrics")).text,
+        "userapi_http_requests_total",
+        method="GET",
+        route="/health/live",
+        status="200",
+    )
+
+    assert looked_up.count(("GET", "/health/live", "200")) == 1
+    assert after - before == 3

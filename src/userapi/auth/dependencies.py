@@ -18,7 +18,7 @@ from userapi.auth.service import Authenticator, AuthService, SessionRevoker
 from userapi.auth.service import Principal as Principal  # re-exported: the web layers' type of the caller
 from userapi.core.clock import ClockDep
 from userapi.core.exceptions import InvalidToken, Unauthenticated
-from userapi.core.runtime import RuntimeDep
+from userapi.core.runtime import Runtime, RuntimeDep
 from userapi.core.security import AccessClaims
 from userapi.db.session import SessionDep
 from userapi.guard.dependencies import SecretGuardDep
@@ -143,27 +143,54 @@ async def get_password_grant(request: Request) -> LoginRequest:
 PasswordGrantDep = Annotated[LoginRequest, Depends(get_password_grant)]
 
 
-async def get_current_principal(
-    runtime: RuntimeDep, token: Annotated[str | None, Depends(oauth2_scheme)]
-) -> Principal:
-    """The signed-in caller: token verified, then account, role permissions and session read in one
-    query. Raises Unauthenticated (no token) or InvalidToken (401)."""
-    # Deliberately no session or service here: this runs on every authenticated request.
+BearerToken = Annotated[str | None, Depends(oauth2_scheme)]
+
+# Where the caller, once authenticated, is kept for the rest of its request (the ASGI scope is
+# per request; nothing from outside can set a key in it).
+_PRINCIPAL_KEY = "userapi.principal"
+
+
+async def authenticate(runtime: Runtime, token: str | None) -> Principal:
+    """The caller behind an access token: verified, then account, role permissions and session read
+    in one query. Raises Unauthenticated (no token) or InvalidToken (401). For callers outside the
+    dependency system (the web console's cookie session); routes use the dependencies below."""
     if not token:
         raise Unauthenticated("Sign in: send an access token as `Authorization: Bearer <token>`")
     return await Authenticator.on(runtime.tokens, runtime.reads).authenticate(token)
 
 
+async def _principal(request: Request, runtime: Runtime, token: str | None) -> Principal:
+    """Authenticate once per request, whichever of the dependencies below asks first."""
+    principal: Principal | None = request.scope.get(_PRINCIPAL_KEY)
+    if principal is None:
+        principal = await authenticate(runtime, token)
+        request.scope[_PRINCIPAL_KEY] = principal
+    return principal
+
+
+# The two dependencies below are siblings, not nested: every protected route resolves the
+# router-level `get_current_user` and usually its own `CurrentUser` or `CurrentPrincipal` too, and
+# FastAPI walks each declared dependency's whole tree again (its cache saves the call, not the
+# walk). One level over the runtime and the bearer token is the least that still declares the
+# OAuth2 scheme to the OpenAPI document and lets tests override the runtime. No session or
+# service here: this runs on every authenticated request.
+
+
+async def get_current_principal(request: Request, runtime: RuntimeDep, token: BearerToken) -> Principal:
+    """The signed-in caller: token verified, then account, role permissions and session read in one
+    query. Raises Unauthenticated (no token) or InvalidToken (401)."""
+    return await _principal(request, runtime, token)
+
+
 CurrentPrincipal = Annotated[Principal, Depends(get_current_principal)]
 
 
-async def get_current_user(principal: CurrentPrincipal) -> User:
-    return principal.user
+async def get_current_user(request: Request, runtime: RuntimeDep, token: BearerToken) -> User:
+    """The signed-in caller's account (the same authentication as get_current_principal, done once)."""
+    return (await _principal(request, runtime, token)).user
 
 
-async def get_optional_claims(
-    runtime: RuntimeDep, token: Annotated[str | None, Depends(oauth2_scheme)]
-) -> AccessClaims | None:
+async def get_optional_claims(runtime: RuntimeDep, token: BearerToken) -> AccessClaims | None:
     """The caller's claims when a valid access token came along (public routes that can use it)."""
     if not token:
         return None

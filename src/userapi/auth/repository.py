@@ -37,6 +37,7 @@ def _user_columns() -> tuple[str, dict[str, type[enum.Enum]]]:
 
 
 _USER_SELECT_LIST, _USER_ENUMS = _user_columns()
+_USER_MANAGER = sa_inspect(User).class_manager
 
 # One statement, prepared once per connection: the account, what its role grants now (a primary-key
 # lookup of a small table: no cache could serve a revoked permission) and whether the token's
@@ -105,8 +106,13 @@ class CurrentUserRepository:
         )
         for key, enum_class in _USER_ENUMS.items():
             values[key] = enum_class(values[key])
-        user = User(**values)
-        make_transient_to_detached(user)  # as if loaded: later changes are tracked as updates
+        # Built the way the ORM's loader builds a row's object: the instance made by its class
+        # manager, the column values put straight into its dict (no attribute events: `User(**)`
+        # fires one per column and cost ~25 µs a request, 5 % of the worker's time), then
+        # marked as loaded and detached, so later changes are tracked as updates.
+        user = _USER_MANAGER.new_instance()
+        user.__dict__.update(values)
+        make_transient_to_detached(user)
         return RequestUser(user, permissions, bool(live), bool(key_live))
 
 

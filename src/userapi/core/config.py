@@ -92,6 +92,10 @@ class Settings(BaseSettings):
     access_token_ttl_seconds: int = Field(default=900, ge=30)
     refresh_token_ttl_seconds: int = Field(default=14 * 24 * 3600, ge=60)
     refresh_token_reuse_interval: int = Field(default=10, ge=0)
+    # Access tokens whose signature and claims this process verified, kept (LRU, entries) until
+    # their exp so a token's next request skips the asymmetric verification; 0 = off. The
+    # per-request database check (account, version, permissions, session, key) runs regardless.
+    access_token_cache_size: int = Field(default=10_000, ge=0, le=10_000_000)
     # Rotation: a new key is published this long before it signs, so verifiers' JWKS caches
     # (max-age = this minus KEYS_REFRESH_SECONDS) hold it before the first token it signs.
     keys_publish_delay_seconds: int = Field(default=600, ge=0)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
+import os
 import secrets
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -70,8 +73,14 @@ def hash_rounds(password_hash: str) -> int | None:
 class PasswordHasher:
     """bcrypt with the configured cost; hashing runs in worker threads, never on the loop."""
 
-    def __init__(self, rounds: int) -> None:
+    def __init__(self, rounds: int, threads: int | None = None) -> None:
         self.rounds = rounds
+        # bcrypt runs at most this many at once per process (default: one per core). anyio's
+        # default pool would run one per request in flight (16 under the login storm): no more
+        # hashing gets done on 2 cores, and the event loop's thread then waits behind all of them
+        # for a core, which is what /health/live's p99 during the storm measured.
+        self.threads = threads or os.cpu_count() or 1
+        self._limiter: tuple[asyncio.AbstractEventLoop, anyio.CapacityLimiter] | None = None
         # Unknown-email logins verify against this, so they cost the same as a wrong password.
         # Made off the start-up path (warm_up, run by the app's lifespan): a cost-12 hash is a
         # quarter of a second that readiness should not wait for.
@@ -85,8 +94,17 @@ class PasswordHasher:
             self._dummy_hash = await self.hash(secrets.token_urlsafe(16))
         return self._dummy_hash
 
+    def _bcrypt_threads(self) -> anyio.CapacityLimiter:
+        # Made on first use in each event loop (a limiter belongs to one loop; tests run several).
+        loop = asyncio.get_running_loop()
+        if self._limiter is None or self._limiter[0] is not loop:
+            self._limiter = (loop, anyio.CapacityLimiter(self.threads))
+        return self._limiter[1]
+
     async def hash(self, password: str) -> str:
-        return await anyio.to_thread.run_sync(hash_password_sync, password, self.rounds)
+        return await anyio.to_thread.run_sync(
+            hash_password_sync, password, self.rounds, limiter=self._bcrypt_threads()
+        )
 
     async def verify(self, password: str, password_hash: str | None) -> PasswordCheck:
         """Check `password` against a stored hash (None: an unknown account, checked against a dummy).
@@ -98,10 +116,13 @@ class PasswordHasher:
         """
         stored = password_hash if password_hash is not None else await self._dummy()
         canonical = canonical_password(password)
-        valid = await anyio.to_thread.run_sync(verify_password_sync, canonical, stored)
+        limiter = self._bcrypt_threads()
+        valid = await anyio.to_thread.run_sync(verify_password_sync, canonical, stored, limiter=limiter)
         legacy = False
         if not valid and canonical != password:
-            legacy = valid = await anyio.to_thread.run_sync(verify_password_sync, password, stored)
+            legacy = valid = await anyio.to_thread.run_sync(
+                verify_password_sync, password, stored, limiter=limiter
+            )
         if password_hash is None:
             return PasswordCheck(False)
         return PasswordCheck(valid, valid and (legacy or hash_rounds(password_hash) != self.rounds))
@@ -141,6 +162,67 @@ def hmac_key_entry(secret: SecretStr) -> KeyEntry:
     )
 
 
+class VerifiedTokens:
+    """A bounded LRU of access tokens this process has verified: SHA-256 of the exact token -> its
+    claims and the kid of the key that verified it.
+
+    Why: an RS256 verification costs about 50-110 µs of CPU on the event loop, paid on every
+    request for the same token (a client sends one token for its whole 15 minutes). A hit
+    skips only what depends on nothing but the token's bytes and the clock: the signature and
+    the claim checks. Everything that can be revoked is still checked on every request: the key
+    (looked up in the key ring at each hit, so a retired or unknown kid is refused as before), and
+    by the per-request query the account, its token version, its role's permissions, the
+    session and the key's stored retirement. An entry is never used at or after its `exp` (PyJWT
+    refuses `exp <= now` too) and is dropped when met there.
+
+    `max_entries` bounds memory (about 300 bytes an entry: the key is a 32-byte digest, whatever
+    the token's size); 0 turns the cache off. Not thread-safe: used on one event loop.
+    """
+
+    def __init__(self, max_entries: int) -> None:
+        self.max_entries = max_entries
+        self._entries: OrderedDict[bytes, tuple[AccessClaims, str]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @staticmethod
+    def _key(token: str) -> bytes:
+        # A digest, not the token: bounded size per entry, and no bearer token held in memory.
+        return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+
+    def get(self, token: str, now: float) -> tuple[AccessClaims, str] | None:
+        """(claims, kid) of `token` if it verified before and `now` (Unix seconds) is before its exp."""
+        if not self.max_entries:
+            return None
+        key = self._key(token)
+        found = self._entries.get(key)
+        if found is None:
+            return None
+        if now >= found[0].expires_at:
+            del self._entries[key]  # expired: PyJWT would refuse it now, so must we
+            return None
+        self._entries.move_to_end(key)
+        return found
+
+    def put(self, token: str, claims: AccessClaims, kid: str, now: float) -> None:
+        """Remember a token that just verified with key `kid`; evicts the least recently used past
+        `max_entries`, and expired entries met at the cold end."""
+        if not self.max_entries:
+            return
+        key = self._key(token)
+        self._entries[key] = (claims, kid)
+        self._entries.move_to_end(key)
+        while self._entries:
+            oldest_claims = next(iter(self._entries.values()))[0]
+            if len(self._entries) <= self.max_entries and now < oldest_claims.expires_at:
+                break
+            self._entries.popitem(last=False)
+
+    def discard(self, token: str) -> None:
+        self._entries.pop(self._key(token), None)
+
+
 class TokenCodec:
     """Encodes and verifies access tokens (RFC 7519) with the process's key ring.
 
@@ -155,6 +237,7 @@ class TokenCodec:
         self._audience = settings.jwt_audience
         self.ttl_seconds = settings.access_token_ttl_seconds
         self._decoder = jwt.PyJWT(options={"require": _REQUIRED_CLAIMS})
+        self.verified = VerifiedTokens(settings.access_token_cache_size)
 
     def encode_access(
         self,
@@ -203,7 +286,25 @@ class TokenCodec:
         return entry
 
     def decode_access(self, token: str) -> AccessClaims:
-        """Verify signature, expiry, issuer, audience and type. Raises InvalidToken (UnknownKeyId)."""
+        """Verify signature, expiry, issuer, audience and type. Raises InvalidToken (UnknownKeyId).
+
+        A token verified before is taken from `verified` while unexpired and while the key ring
+        still holds its key unretired; anything else is verified in full.
+        """
+        now = time.time()
+        cached = self.verified.get(token, now)
+        if cached is not None:
+            claims, kid = cached
+            if self.keys.verifier(kid, now) is not None:
+                return claims
+            # Its key is gone or retired since: verify in full, which refuses it as before.
+            self.verified.discard(token)
+        claims, kid = self._verify(token)
+        self.verified.put(token, claims, kid, now)
+        return claims
+
+    def _verify(self, token: str) -> tuple[AccessClaims, str]:
+        """The claims of `token` and the kid of the key that verified it (no cache)."""
         try:
             entry = self._key_for(token)
             claims = self._decoder.decode(
@@ -219,7 +320,7 @@ class TokenCodec:
             if not isinstance(version, int) or isinstance(version, bool):
                 raise InvalidToken("Malformed token")
             sid = claims.get("sid")
-            return AccessClaims(
+            access = AccessClaims(
                 user_id=uuid.UUID(claims["sub"]),
                 token_version=version,
                 session_id=uuid.UUID(sid) if sid is not None else None,
@@ -227,6 +328,7 @@ class TokenCodec:
                 expires_at=int(claims["exp"]),
                 stored_kid=entry.kid if entry.stored else None,
             )
+            return access, entry.kid
         except jwt.ExpiredSignatureError:
             raise InvalidToken("The access token has expired") from None
         except (jwt.PyJWTError, ValueError, TypeError, AttributeError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 
@@ -79,8 +80,48 @@ async def create_pool(settings: Settings) -> asyncpg.Pool:
     )
 
 
+class _FairAcquire:
+    """Takes a connection from `pool` in the order requests asked for one (first come, first served).
+
+    Why: asyncpg's pool hands connections out through an asyncio.Queue, which lets a newcomer
+    take a connection released a moment ago ahead of the request that was woken for it; that
+    one queues again at the back. Under load (64 requests in flight, 10 connections) a few
+    requests lost their turn several times: p99 was 7-11x p50 while the bare floor's was 2-3x.
+    The semaphore (FIFO since Python 3.11) admits as many requests as the pool has connections,
+    in arrival order, so the pool's own queue never makes anyone wait. Waiting at most `timeout`
+    seconds in all (TimeoutError, a 503, as the pool's own timeout was).
+    """
+
+    __slots__ = ("_connection", "_gate", "_pool", "_timeout")
+
+    def __init__(self, pool: asyncpg.Pool, gate: asyncio.Semaphore, timeout: float) -> None:
+        self._pool, self._gate, self._timeout = pool, gate, timeout
+        self._connection: asyncpg.pool.PoolConnectionProxy | None = None
+
+    async def __aenter__(self) -> asyncpg.Connection:
+        async with asyncio.timeout(self._timeout):
+            await self._gate.acquire()
+            try:
+                self._connection = await self._pool.acquire()
+            except BaseException:
+                self._gate.release()
+                raise
+        return self._connection  # a proxy with the Connection interface
+
+    async def __aexit__(self, *exc: object) -> None:
+        try:
+            if self._connection is not None:
+                await self._pool.release(self._connection)
+        finally:
+            self._connection = None
+            # After the connection is back in the pool: the next request admitted finds it there.
+            self._gate.release()
+
+
 def bind_to_pool(reads: ReadPool, pool: asyncpg.Pool, timeout: float) -> None:
+    gate = asyncio.Semaphore(pool.get_max_size())
+
     async def expire() -> None:
         await pool.expire_connections()
 
-    reads.bind(lambda: pool.acquire(timeout=timeout), expire)
+    reads.bind(lambda: _FairAcquire(pool, gate, timeout), expire)

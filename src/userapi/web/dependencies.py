@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
-from userapi.auth.dependencies import AuthServiceDep, Principal, get_current_principal
+from userapi.auth.dependencies import AuthServiceDep, Principal, authenticate
 from userapi.core.client import ClientDep, ClientInfo
 from userapi.core.exceptions import Unauthenticated
 from userapi.core.runtime import RuntimeDep
@@ -78,14 +78,14 @@ async def get_console(
         request.state.end_session = True
         return None
     try:
-        principal = await get_current_principal(runtime, access)
+        principal = await authenticate(runtime, access)
     except Unauthenticated:
         # Expired (or ended): the refresh token decides, with the API's rules. A session ended
         # elsewhere has no live refresh token, so this is where the browser learns of it.
         try:
             pair = await auth.refresh(refresh, client)
             access, refresh = pair.access_token, pair.refresh_token
-            principal = await get_current_principal(runtime, access)
+            principal = await authenticate(runtime, access)
         except Unauthenticated:
             request.state.end_session = True
             return None
