@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from tests.fixtures.app import Account, build_test_app, make_account, served_routes
+from tests.fixtures.app import Account, build_test_app, create_role, make_account, served_routes
 from tests.fixtures.helpers import API, PASSWORD, TEST_SECRET
 from tests.web.helpers import cookie_header, csrf_token, replace_cookie, sign_in
 from userapi.core.config import Settings
@@ -298,6 +298,21 @@ async def test_a_form_without_its_text_field_changes_nothing(
     assert (role["description"], role["permissions"]) == ("keep me", ["users:read"])
     me = (await client.get(f"{API}/users/me", headers=admin.headers)).json()
     assert me["full_name"] == "Kept Name"
+
+
+async def test_a_user_page_offers_only_what_the_callers_role_may_do(
+    web: httpx.AsyncClient, client: httpx.AsyncClient, db_conn: AsyncConnection, admin: Account, user: Account
+) -> None:
+    reader = await make_account(client, db_conn, await create_role(db_conn, "users:read"))
+    actions = ('/role"', '/active"', '/sessions/end"', '/delete"')
+    assert (await sign_in(web, reader["email"])).status_code == 303
+    page = (await web.get(f"/admin/users/{user['id']}")).text
+    assert user["email"] in page
+    assert not [action for action in actions if action in page]
+    web.cookies.clear()
+    assert (await sign_in(web, admin["email"])).status_code == 303
+    page = (await web.get(f"/admin/users/{user['id']}")).text
+    assert [action for action in actions if action in page] == list(actions)
 
 
 async def test_an_expired_access_token_is_renewed_with_the_refresh_token(
