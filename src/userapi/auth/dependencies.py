@@ -42,9 +42,22 @@ async def get_sessions(session: SessionDep) -> SessionRevoker:
 SessionsDep = Annotated[SessionRevoker, Depends(get_sessions)]
 
 
+async def get_users(
+    session: SessionDep, runtime: RuntimeDep, sessions: SessionsDep, audit: AuditServiceDep
+) -> UserService:
+    """The users service of this request, one for every auth service that needs it. Built here,
+    not taken from users.dependencies: that module takes `SessionsDep` from this one, and the two
+    must not import each other."""
+    return UserService.for_session(session, runtime.hasher, sessions, audit)
+
+
+UsersDep = Annotated[UserService, Depends(get_users)]
+
+
 async def get_mfa_service(
     session: SessionDep,
     runtime: RuntimeDep,
+    users: UsersDep,
     sessions: SessionsDep,
     audit: AuditServiceDep,
     guard: SecretGuardDep,
@@ -52,7 +65,6 @@ async def get_mfa_service(
 ) -> MfaService:
     """The mfa service (here, not in mfa.dependencies: sign-in needs it as its second factor, and
     mfa's web layer imports this module)."""
-    users = UserService.for_session(session, runtime.hasher, sessions, audit)
     return MfaService.for_session(
         session, users, sessions, audit, runtime.hasher, guard, runtime.settings, clock
     )
@@ -64,14 +76,12 @@ MfaServiceDep = Annotated[MfaService, Depends(get_mfa_service)]
 async def get_recovery_service(
     session: SessionDep,
     runtime: RuntimeDep,
+    users: UsersDep,
     sessions: SessionsDep,
     audit: AuditServiceDep,
     guard: SecretGuardDep,
     mail: MailServiceDep,
 ) -> RecoveryService:
-    # The users service is built here, not taken from users.dependencies: that module takes
-    # `SessionsDep` from this one, and the two must not import each other.
-    users = UserService.for_session(session, runtime.hasher, sessions, audit)
     tokens = AccountTokens(AccountTokenRepository(session), guard, audit)
     return RecoveryService(
         tokens, users, sessions, mail, audit, guard, runtime.hasher, runtime.throttle, runtime.settings
@@ -84,6 +94,7 @@ RecoveryServiceDep = Annotated[RecoveryService, Depends(get_recovery_service)]
 async def get_auth_service(
     session: SessionDep,
     runtime: RuntimeDep,
+    users: UsersDep,
     audit: AuditServiceDep,
     guard: SecretGuardDep,
     recovery: RecoveryServiceDep,
@@ -91,7 +102,7 @@ async def get_auth_service(
 ) -> AuthService:
     return AuthService(
         AuthRepository(session),
-        recovery.users,
+        users,
         audit,
         runtime.hasher,
         runtime.tokens,
@@ -195,7 +206,7 @@ async def get_optional_claims(runtime: RuntimeDep, token: BearerToken) -> Access
     if not token:
         return None
     try:
-        return (await Authenticator.on(runtime.tokens, runtime.reads).authenticate(token)).claims
+        return (await authenticate(runtime, token)).claims
     except InvalidToken:
         return None
 

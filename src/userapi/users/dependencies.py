@@ -7,23 +7,13 @@ from typing import Annotated
 
 from fastapi import Depends, Path
 
-from userapi.audit.dependencies import AuditServiceDep
-from userapi.auth.dependencies import SessionsDep
-from userapi.core.runtime import RuntimeDep
-from userapi.db.session import SessionDep
+from userapi.auth.dependencies import get_users
 from userapi.users.models import User
 from userapi.users.service import UserService
 
-# `async def` even when nothing is awaited: FastAPI runs plain `def` dependencies in a worker thread.
-
-
-async def get_user_service(
-    session: SessionDep, runtime: RuntimeDep, sessions: SessionsDep, audit: AuditServiceDep
-) -> UserService:
-    return UserService.for_session(session, runtime.hasher, sessions, audit)
-
-
-UserServiceDep = Annotated[UserService, Depends(get_user_service)]
+# The one users service of a request: the same dependency the auth services take, so a route that
+# uses both gets one instance (FastAPI calls a dependency once per request).
+UserServiceDep = Annotated[UserService, Depends(get_users)]
 
 
 UserIdParam = Annotated[uuid.UUID, Path(description="The user's id (a UUID, the `id` of the user's JSON).")]
