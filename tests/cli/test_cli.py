@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import asyncpg
 import httpx
@@ -136,3 +139,33 @@ def test_development_without_a_secret_shares_one_across_workers(database_url: st
             for _ in range(20)
         }
     assert statuses == {200}
+
+
+def _into_a_closed_pipe(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run a command whose stdout's reader has already gone, as `userapi keys list | head -0`."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "userapi", *args],
+            env=env,
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+
+
+def test_a_reader_that_goes_away_is_not_reported_as_a_failure(database_url: str) -> None:
+    # Seen as "error: cannot reach the database: [Errno 32] Broken pipe" (and "migration failed"),
+    # although the database was fine and `migrate` had done its work.
+    env = server_env(database_url)
+    with ThreadPoolExecutor(2) as pool:
+        results = list(
+            pool.map(lambda args: _into_a_closed_pipe(*args, env=env), [["keys", "list"], ["migrate"]])
+        )
+    for result in results:
+        assert (result.returncode, result.stderr) == (141, ""), result

@@ -181,6 +181,8 @@ def downgrade(
 def _run_migration(step: MigrationStep, url: str, revision: str) -> None:
     try:
         step(url, revision, typer.echo)
+    except BrokenPipeError:  # stdout's reader went away (one_line_errors); the migration is not at fault
+        raise
     except Exception as exc:
         from alembic.util.exc import CommandError
 

@@ -42,6 +42,14 @@ def one_line_errors(func: Callable[P, R]) -> Callable[P, R]:
             return func(*args, **kwargs)
         except KeyboardInterrupt:
             raise typer.Exit(130) from None
+        except BrokenPipeError:
+            if not _stdout_closed():
+                raise
+            # `userapi keys list | head -1`: the reader has gone, as with any Unix tool; not an error
+            # to report (the Python docs' recipe for SIGPIPE: nothing more may reach stdout, even
+            # the interpreter's flush at exit).
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(_EXIT_SIGPIPE) from None
         except Exception as exc:
             message = _expected_failure(exc)
             if message is None:
@@ -49,6 +57,23 @@ def one_line_errors(func: Callable[P, R]) -> Callable[P, R]:
             raise fail(message) from None
 
     return wrapper
+
+
+# What a shell reports for a process ended by SIGPIPE (128 + 13), as `git log | head` gives.
+_EXIT_SIGPIPE = 141
+
+
+def _stdout_closed() -> bool:
+    """Whether the reader of stdout has gone (poll flags the write end of a pipe with POLLERR), so a
+    broken pipe came from the output and not from, say, the database's socket."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+    except (OSError, ValueError):  # stdout already closed or not a file
+        return True
 
 
 def _expected_failure(exc: Exception) -> str | None:
