@@ -31,6 +31,7 @@ from userapi.db.session import build_engine, build_sessionmaker
 from userapi.keys.service import key_loader
 from userapi.mail.transport import build_transport
 from userapi.mail.worker import DeliveryWorker
+from userapi.web.pages import error_page
 from userapi.web.router import install_web
 
 # Net container allocations between young-generation collections (CPython's default is 700).
@@ -124,12 +125,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.runtime = runtime
-    install_exception_handlers(app)
+    install_exception_handlers(app, error_page=error_page)
     install_openapi(app)
     include_routes(app)
     install_docs(app)
     install_web(app)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes, error_page=error_page)
     # Outside the body limit, so HEAD and 204 rules hold for its 413s too.
     app.add_middleware(HttpConventions)
     # Decides the client (and scheme) once, in place: routes, audit, throttles and the access log agree.

@@ -465,3 +465,58 @@ async def test_a_dead_second_factor_token_sends_the_browser_back_to_the_password
     assert empty.status_code == 422
     assert "Give the code your authenticator app shows" in empty.text
     assert 'name="mfa_token" value="not-a-live-token"' in empty.text
+
+
+# --- errors outside the page routes ----------------------------------------------------------------
+
+
+def assert_error_page(response: httpx.Response, status: int, heading: str, home: str) -> None:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("text/html")
+    assert_page_headers(response)
+    assert f"<h1>{heading}</h1>" in response.text
+    assert f'href="{home}"' in response.text
+    assert '"code"' not in response.text  # not the API's problem document
+
+
+@pytest.mark.parametrize(
+    ("path", "home"),
+    [("/admin/nope", "/admin"), ("/admin/users/x/y/z", "/admin"), ("/account/nope", "/account")],
+)
+async def test_an_unknown_page_address_is_a_page_not_a_problem_document(
+    web: httpx.AsyncClient, path: str, home: str
+) -> None:
+    assert_error_page(await web.get(path), 404, "Page not found", home)
+    head = await web.head(path)
+    assert (head.status_code, head.content) == (404, b"")
+
+
+async def test_visiting_a_form_only_address_is_a_page_naming_the_button(
+    admin_web: httpx.AsyncClient, admin: Account
+) -> None:
+    response = await admin_web.get(f"/admin/users/{admin['id']}/role")
+    assert_error_page(response, 405, "Not a page to open", "/admin")
+    assert response.headers["allow"] == "POST"
+
+
+async def test_a_form_over_the_size_limit_is_a_page(web: httpx.AsyncClient, settings: Settings) -> None:
+    body = {"email": "a@example.com", "password": "x" * (settings.max_body_bytes + 1)}
+    response = await web.post("/admin/sign-in", data=body)
+    assert_error_page(response, 413, "Form too large", "/admin")
+    assert response.headers["connection"] == "close"
+
+
+@pytest.mark.parametrize("path", [f"{API}/nope", "/administrator", "/accounts", "/nope"])
+async def test_other_addresses_keep_the_problem_document(web: httpx.AsyncClient, path: str) -> None:
+    response = await web.get(path)
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["code"] == "not_found"
+
+
+async def test_a_body_over_the_limit_at_the_api_keeps_the_problem_document(
+    web: httpx.AsyncClient, settings: Settings
+) -> None:
+    response = await web.post(f"{API}/auth/login", content=b"{" + b" " * settings.max_body_bytes + b"}")
+    assert response.status_code == 413
+    assert response.json()["code"] == "payload_too_large"

@@ -1,8 +1,10 @@
-"""Renders every error (domain, validation, HTTP, database outage, unexpected) as RFC 9457 problem+json."""
+"""Renders every error (domain, validation, HTTP, database outage, unexpected) as RFC 9457 problem+json,
+except HTTP errors at the addresses of pages, which the pages' own renderer answers (`ErrorPage`)."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -17,6 +19,10 @@ from userapi.core.exceptions import AppError, Throttled, Unauthenticated
 logger = logging.getLogger("userapi.errors")
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+# The page for an HTTP error (status, title, detail) at a page's address, or None where the address
+# is the API's. Supplied by the app's composition: core imports no domain, nor the web pages.
+ErrorPage = Callable[[Request, int, str, str], Response | None]
 _TYPE_BASE = "https://userapi.dev/problems/"
 
 _HTTP_TITLES = {
@@ -87,11 +93,23 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     return problem(422, "invalid_input", "Invalid input", "The request is not valid", errors=errors)
 
 
-async def _http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, StarletteHTTPException)
-    code, title = _HTTP_TITLES.get(exc.status_code, ("http_error", "HTTP error"))
-    detail = exc.detail if isinstance(exc.detail, str) else title
-    return problem(exc.status_code, code, title, detail, dict(exc.headers or {}) or None)
+def http_error_title(status: int) -> tuple[str, str]:
+    """The problem `code` and `title` of an HTTP status (`http_error` for one not listed)."""
+    return _HTTP_TITLES.get(status, ("http_error", "HTTP error"))
+
+
+def _http_error_handler(error_page: ErrorPage | None) -> Callable[[Request, Exception], Any]:
+    async def _http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        code, title = http_error_title(exc.status_code)
+        detail = exc.detail if isinstance(exc.detail, str) else title
+        page = error_page(request, exc.status_code, title, detail) if error_page is not None else None
+        if page is not None:
+            page.headers.update(exc.headers or {})  # Allow, on a 405
+            return page
+        return problem(exc.status_code, code, title, detail, dict(exc.headers or {}) or None)
+
+    return _http_error
 
 
 async def _database_unavailable(request: Request, exc: Exception) -> Response:
@@ -133,10 +151,12 @@ def _is_database_outage(exc: BaseException) -> bool:
     return cause is not None and cause is not exc and isinstance(cause, OSError | ConnectionError)
 
 
-def install_exception_handlers(app: FastAPI) -> None:
+def install_exception_handlers(app: FastAPI, error_page: ErrorPage | None = None) -> None:
+    """Answer every error as a problem document; an HTTP error (an unknown address, a method not
+    allowed) at a page's address as `error_page` renders it."""
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error_handler(error_page))
     app.add_exception_handler(sa_exc.TimeoutError, _database_unavailable)
     # Database errors are answered here, not only by the catch-all: Starlette runs the `Exception`
     # handler in ServerErrorMiddleware, which re-raises after responding, so uvicorn logs a traceback

@@ -8,9 +8,10 @@ from typing import Any
 
 import structlog
 from starlette.exceptions import HTTPException
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from userapi.core.exception_handlers import problem
+from userapi.core.exception_handlers import ErrorPage, http_error_title, problem
 from userapi.core.metrics import HTTP_LATENCY, HTTP_REQUESTS, THROTTLED
 
 
@@ -21,15 +22,17 @@ class _BodyTooLarge(HTTPException):
 
 
 class BodySizeLimit:
-    """Refuses bodies over `max_bytes` with 413, by Content-Length up front or while streaming.
+    """Refuses bodies over `max_bytes` with 413, by Content-Length up front or while streaming; a
+    problem document, or at a page's address the page `error_page` renders.
 
     Starlette 1.x has a `max_body_size` of its own, but it answers `text/plain` (every error
     here is a problem document) and checks Content-Length only once the body is read.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, error_page: ErrorPage | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.error_page = error_page
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -67,13 +70,11 @@ class BodySizeLimit:
             await self._reject(scope, receive, send)
 
     async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = problem(
-            413,
-            "payload_too_large",
-            "Payload too large",
-            f"The request body exceeds {self.max_bytes} bytes",
-            {"Connection": "close"},
-        )
+        code, title = http_error_title(413)
+        detail = f"The request body exceeds {self.max_bytes} bytes"
+        page = self.error_page(Request(scope), 413, title, detail) if self.error_page is not None else None
+        response = page if page is not None else problem(413, code, title, detail)
+        response.headers["Connection"] = "close"
         await response(scope, receive, send)
 
 

@@ -225,6 +225,45 @@ def _refusal(request: Request, exc: AppError) -> Response:
     return response
 
 
+# What a person is told of an HTTP error outside the page routes, by status.
+_ERROR_MESSAGES = {
+    404: ("Page not found", "There is no page at this address."),
+    405: (
+        "Not a page to open",
+        "This address takes a form's button, not a visit: go back to the page and use the button.",
+    ),
+    413: ("Form too large", "The form sent more than this service accepts; shorten it and try again."),
+}
+
+
+def is_page_path(request: Request) -> bool:
+    """Whether the request's path is under /admin or /account (the pages' addresses)."""
+    path = request.url.path.removeprefix(root(request))
+    return any(path == area or path.startswith(area + "/") for area in (c.ADMIN, c.ACCOUNT))
+
+
+def error_page(request: Request, status: int, title: str, detail: str) -> Response | None:
+    """The page for an HTTP error raised outside the page routes (an unknown address under /admin,
+    a method the address does not take, a body over the size limit), with the pages' headers;
+    None for an address that is not a page's, which the API's problem document answers."""
+    if not is_page_path(request):
+        return None
+    heading, message = _ERROR_MESSAGES.get(status, (title, detail))
+    path = request.url.path.removeprefix(root(request))
+    response = render(
+        request,
+        "refused.html",
+        status_code=status,
+        title=heading,
+        message=message,
+        console=None,
+        area=c.ADMIN if path.startswith(c.ADMIN) else c.ACCOUNT,
+        link_page=False,
+        home=True,  # the area's start page: it signs the browser in first where needed
+    )
+    return _finish(request, response)
+
+
 class PageRoute(APIRoute):
     """The route class of the web pages: cookies from `request.state`, the page headers, and every
     domain error shown as a message (never a problem document: these are read by people)."""
