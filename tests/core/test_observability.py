@@ -146,3 +146,24 @@ async def test_metric_children_are_looked_up_once_per_label_set(
 
     assert looked_up.count(("GET", "/health/live", "200")) == 1
     assert after - before == 3
+
+
+@pytest.mark.parametrize(
+    ("path", "route", "status"),
+    [
+        ("/static/web/console.css", "/static/web/{path}", "200"),
+        ("/docs/assets/swagger-init.js", "/docs/assets/{path}", "200"),
+        ("/static/web/no-such-file.css", "/static/web/{path}", "404"),
+        ("/no/such/route", "unmatched", "404"),
+    ],
+)
+async def test_files_under_a_mount_are_counted_under_its_template(
+    client: httpx.AsyncClient, path: str, route: str, status: str
+) -> None:
+    async def count() -> float:
+        metrics = (await client.get("/metrics")).text
+        return metric_sample(metrics, "userapi_http_requests_total", method="GET", route=route, status=status)
+
+    before = await count()
+    assert (await client.get(path)).status_code == int(status)
+    assert await count() == before + 1

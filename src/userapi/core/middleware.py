@@ -92,6 +92,20 @@ def _request_id(scope: Scope) -> str:
     return uuid.uuid4().hex
 
 
+def _route_template(scope: Scope, root_path: str) -> str:
+    """The matched route's path template (the metrics' `route` label, never the raw path): a route's
+    own, `/mount/{path}` for a file under a mount (the docs' and the pages' assets: the router
+    appended the mount's path to `root_path`), else `unmatched`."""
+    route = scope.get("route")
+    template = getattr(route, "path", None)
+    if template:
+        return str(template)
+    mounted = str(scope.get("root_path", ""))
+    if mounted != root_path and mounted.startswith(root_path):
+        return mounted[len(root_path) :] + "/{path}"
+    return "unmatched"
+
+
 # Label sets whose metric children RequestContext keeps at hand. Routes, statuses and the usual
 # methods make a few hundred at most; past this (a client inventing methods) it asks each time.
 MAX_CACHED_LABEL_SETS = 1024
@@ -142,12 +156,12 @@ class RequestContext:
             await send(message)
 
         structlog.contextvars.bind_contextvars(request_id=request_id)
+        root_path = scope.get("root_path", "")
         try:
             await self.app(scope, receive, send_with_id)
         finally:
             duration = time.perf_counter() - started
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
+            template = _route_template(scope, root_path)
             method = scope["method"]
             self._observe(method, template, status, duration)
             if status == 429:
