@@ -6,10 +6,10 @@ import functools
 import os
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import typer
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from userapi.core.config import ConfigError, Environment, Settings, get_settings, to_async_url
 from userapi.core.exceptions import AppError
@@ -96,6 +96,15 @@ def _expected_failure(exc: Exception) -> str | None:
     if isinstance(exc, OSError | TimeoutError):
         return f"cannot reach the database: {first_line(exc)}"
     return None
+
+
+def validated(kind: Any, value: str, what: str) -> str:
+    """`value` as the API would take it (NUL, length, format; `kind` an annotated type such as
+    `Email`), else CliError "invalid <what>: <the rule it breaks>"."""
+    try:
+        return str(TypeAdapter(kind).validate_python(value))
+    except ValidationError as exc:
+        raise CliError(f"invalid {what}: {exc.errors()[0]['msg'].removeprefix('Value error, ')}") from None
 
 
 def first_line(exc: object) -> str:

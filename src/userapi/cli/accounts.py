@@ -10,9 +10,8 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from pydantic import TypeAdapter, ValidationError
 
-from userapi.cli._common import CliError, one_line_errors, settings_with_database, user_service
+from userapi.cli._common import CliError, one_line_errors, settings_with_database, user_service, validated
 from userapi.core.validation import Email, NewPassword
 
 if TYPE_CHECKING:
@@ -20,13 +19,6 @@ if TYPE_CHECKING:
 
 # Services are imported inside the commands: they pull in the web stack, which `userapi migrate`
 # and friends should not pay for at start-up.
-
-
-def _validated(adapter: TypeAdapter[str], value: str, what: str) -> str:
-    try:
-        return adapter.validate_python(value)
-    except ValidationError as exc:
-        raise CliError(f"{what} {exc.errors()[0]['msg'].removeprefix('Value error, ')}") from None
 
 
 def _read_password() -> str:
@@ -46,7 +38,7 @@ def create_admin(
     from userapi.roles.service import Actor
 
     # The canonical form (core.canonical), as every other entry point compares it.
-    normalized = _validated(TypeAdapter(Email), email, "email")
+    normalized = validated(Email, email, "email")
     settings = settings_with_database()
 
     async def run() -> str:
@@ -64,7 +56,7 @@ def create_admin(
                     actor, user, role=admin, is_active=True, fields={"role", "is_active"}
                 )
                 return f"{normalized} promoted to admin"
-            password = _validated(TypeAdapter(NewPassword), _read_password(), "password")
+            password = validated(NewPassword, _read_password(), "password")
             await users.admin_create(
                 actor, email=normalized, password=password, full_name=None, role=admin, is_active=True
             )
@@ -121,7 +113,7 @@ def reset_mfa(
     from userapi.roles.service import Actor
     from userapi.users.service import UserService
 
-    normalized = _validated(TypeAdapter(Email), email, "email")
+    normalized = validated(Email, email, "email")
     settings = settings_with_database()
 
     async def run() -> str:

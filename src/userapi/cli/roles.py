@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
-from pydantic import TypeAdapter, ValidationError
 
-from userapi.cli._common import CliError, one_line_errors, role_service, settings_with_database, user_service
+from userapi.cli._common import (
+    CliError,
+    one_line_errors,
+    role_service,
+    settings_with_database,
+    user_service,
+    validated,
+)
 from userapi.core.config import Settings
 from userapi.core.validation import Email
 
@@ -41,14 +47,6 @@ def _in_session(work: Callable[[AsyncSession, Settings], Awaitable[T]]) -> T:
             return await work(session, settings)
 
     return asyncio.run(run())
-
-
-def _validated(kind: Any, value: str, what: str) -> str:
-    """`value` as the API would take it (NUL, length, format), else a one-line error naming `what`."""
-    try:
-        return str(TypeAdapter(kind).validate_python(value))
-    except ValidationError as exc:
-        raise CliError(f"{what} {exc.errors()[0]['msg'].removeprefix('Value error, ')}") from None
 
 
 def _summary(view: RoleView) -> str:
@@ -107,7 +105,7 @@ def create(
     from userapi.roles.schemas import RoleDescription
     from userapi.roles.service import Actor
 
-    text = _validated(RoleDescription, description, "description")
+    text = validated(RoleDescription, description, "description")
 
     async def work(session: AsyncSession, settings: Settings) -> RoleView:
         return await role_service(session).create(Actor.cli(), name, text, permission or [])
@@ -148,7 +146,7 @@ def assign(
     """Give an account a role (the last-admin rule applies); it acts on the account's next request."""
     from userapi.roles.service import Actor
 
-    address = _validated(Email, email, "email")
+    address = validated(Email, email, "email")
 
     async def work(session: AsyncSession, settings: Settings) -> str:
         users = user_service(session, settings)
