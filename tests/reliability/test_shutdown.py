@@ -92,7 +92,11 @@ async def test_sigterm_drains_in_flight_logins_then_exits_0(
                 await locker.execute("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
                 tasks = [asyncio.create_task(login(i)) for i in range(LOGINS)]
                 waiting = await _until_waiting(watcher, LOGINS)
-                assert waiting == LOGINS, f"only {waiting} of {LOGINS} logins reached the service"
+                answered = [task.result()[:2] for task in tasks if task.done()]
+                assert waiting == LOGINS, (
+                    f"only {waiting} of {LOGINS} logins reached the service; answered already: "
+                    f"{answered[:3]}; backends: {await _backends(watcher)}; log: {log.read_text()[-2000:]}"
+                )
                 sigterm_at = time.monotonic()
                 process.send_signal(signal.SIGTERM)
                 await asyncio.sleep(0.5)  # the server is shutting down while they are still held
@@ -119,6 +123,15 @@ async def test_sigterm_drains_in_flight_logins_then_exits_0(
     print(
         f"\nworkers={workers}: {LOGINS} logins held at SIGTERM, all 200 {drained:.2f}s after it; exit {code}"
     )
+
+
+async def _backends(conn: asyncpg.Connection) -> list[tuple[str, str, str, str]]:
+    """What each of the database's backends is doing (for a failure's message)."""
+    rows = await conn.fetch(
+        "SELECT application_name, state, coalesce(wait_event_type, ''), left(query, 60) "
+        "FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    )
+    return [tuple(row) for row in rows]
 
 
 async def _until_waiting(conn: asyncpg.Connection, count: int) -> int:
