@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import asyncpg
 import httpx
@@ -169,3 +170,16 @@ def test_a_reader_that_goes_away_is_not_reported_as_a_failure(database_url: str)
         )
     for result in results:
         assert (result.returncode, result.stderr) == (141, ""), result
+
+
+def test_a_file_error_names_the_file_not_the_database(database_url: str, tmp_path: Path) -> None:
+    # Seen as "cannot reach the database: [Errno 20] Not a directory: ...": every OSError was taken
+    # for an unreachable database, a DATA_DIR under a regular file included.
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    env = {k: v for k, v in server_env(database_url).items() if k != "DATABASE_URL"}
+    result = run_cli(
+        "db", "status", env={**env, "ENVIRONMENT": "development", "DATA_DIR": str(blocker / "x")}
+    )
+    assert_one_line_failure(result, "Not a directory", str(blocker))
+    assert "database" not in result.stderr

@@ -93,6 +93,9 @@ def _expected_failure(exc: Exception) -> str | None:
     asyncpg = sys.modules.get("asyncpg")
     if asyncpg is not None and isinstance(exc, asyncpg.PostgresError):
         return f"database error: {first_line(exc)}"
+    if isinstance(exc, OSError) and exc.filename is not None:
+        # A file or directory (DATA_DIR, the embedded cluster's files), not a socket.
+        return f"{exc.strerror or first_line(exc)}: {exc.filename}"
     if isinstance(exc, OSError | TimeoutError):
         return f"cannot reach the database: {first_line(exc)}"
     return None
