@@ -217,7 +217,7 @@ def _refusal(request: Request, exc: AppError) -> Response:
         title=exc.title,
         message=exc.detail,
         console=getattr(request.state, "console", None),
-        area=c.ADMIN if request.url.path.startswith(root(request) + c.ADMIN) else c.ACCOUNT,
+        area=page_area(request) or c.ACCOUNT,
         link_page=request.url.path.removeprefix(root(request) + c.ACCOUNT + "/") in c.LINK_PAGES,
     )
     if isinstance(exc, Throttled):
@@ -236,20 +236,20 @@ _ERROR_MESSAGES = {
 }
 
 
-def is_page_path(request: Request) -> bool:
-    """Whether the request's path is under /admin or /account (the pages' addresses)."""
+def page_area(request: Request) -> str | None:
+    """The pages' area (/admin or /account) the request's path is in; None outside the pages."""
     path = request.url.path.removeprefix(root(request))
-    return any(path == area or path.startswith(area + "/") for area in (c.ADMIN, c.ACCOUNT))
+    return next((area for area in (c.ADMIN, c.ACCOUNT) if path == area or path.startswith(area + "/")), None)
 
 
 def error_page(request: Request, status: int, title: str, detail: str) -> Response | None:
     """The page for an HTTP error raised outside the page routes (an unknown address under /admin,
     a method the address does not take, a body over the size limit), with the pages' headers;
     None for an address that is not a page's, which the API's problem document answers."""
-    if not is_page_path(request):
+    area = page_area(request)
+    if area is None:
         return None
     heading, message = _ERROR_MESSAGES.get(status, (title, detail))
-    path = request.url.path.removeprefix(root(request))
     response = render(
         request,
         "refused.html",
@@ -257,7 +257,7 @@ def error_page(request: Request, status: int, title: str, detail: str) -> Respon
         title=heading,
         message=message,
         console=None,
-        area=c.ADMIN if path.startswith(c.ADMIN) else c.ACCOUNT,
+        area=area,
         link_page=False,
         home=True,  # the area's start page: it signs the browser in first where needed
     )
